@@ -1,0 +1,122 @@
+# repcached-ng: replication for memcached 1.2.8, as a quilt patch series.
+#
+# `make` builds the patched memcached (single-threaded and threaded variants)
+# from the pinned upstream archive; `make check` runs every test. `make help`
+# lists the targets.
+
+# --- What we build, and from what -------------------------------------------
+
+UPSTREAM_VERSION := $(shell cat upstream/VERSION)
+SERIES_VERSION   := $(shell cat VERSION)
+# Where Gentoo (and our README) keeps downloaded archives.
+DISTDIR  ?= /var/cache/distfiles
+# OFFLINE=1: never try the mirrors in upstream/urls.
+OFFLINE  ?= 0
+export DISTDIR OFFLINE
+
+BUILD    := build
+SRC      := $(BUILD)/memcached-$(UPSTREAM_VERSION)
+# Both supported configurations of 1.2.8; each gets its own build tree.
+VARIANTS := single threads
+CONFIGURE_FLAGS_single  :=
+CONFIGURE_FLAGS_threads := --enable-threads
+CONFIG_SHELL ?= /bin/sh
+
+# Our quiltrc, never the user's, so that refreshes are byte-identical.
+QUILT    := quilt --quiltrc $(CURDIR)/quiltrc
+PATCHES  := patches/series $(wildcard patches/*.patch)
+
+CXX      ?= g++
+CXXFLAGS ?= -O1 -g
+TEST_CXXFLAGS := -std=c++17 -Wall -Wextra -Itests -I$(SRC) -DREPO_ROOT=\"$(CURDIR)\" $(CXXFLAGS)
+DIST_TARBALL := $(BUILD)/memcached-$(UPSTREAM_VERSION)-repcached-ng-$(SERIES_VERSION)-patches.tar.gz
+
+# --- User-facing targets ------------------------------------------------------
+
+.PHONY: all check patches-check dist clean distclean help deps-build deps-check
+
+## all: build memcached (build/single/memcached, build/threads/memcached)
+all: $(foreach v,$(VARIANTS),build-$(v))
+
+## check: build, then run the upstream suite on both variants and our tests
+check: all deps-check
+	$(MAKE) --no-print-directory test-binaries
+	scripts/check $(BUILD) $(SRC) $(VARIANTS)
+
+## patches-check: the series applies with fuzz 0 and a refresh changes nothing
+patches-check: deps-build
+	scripts/patches-check
+
+## dist: a versioned tarball of the patch series (for the ebuild's SRC_URI)
+dist: $(DIST_TARBALL)
+
+## clean: remove build/ (keeps downloaded archives in upstream/)
+clean:
+	rm -rf $(BUILD)
+
+## distclean: also remove archives downloaded into upstream/
+distclean: clean
+	rm -f upstream/*.tar.gz upstream/*.tar.gz.part
+
+## help: list the targets
+help:
+	@sed -n 's/^## //p' $(MAKEFILE_LIST)
+
+# --- Internal rules -----------------------------------------------------------
+
+deps-build:
+	@scripts/build-deps build
+
+deps-check:
+	@scripts/build-deps check
+
+# Unpack a verified archive and apply the whole series. Any change to the
+# series starts again from a fresh tree, so build/ never mixes two series.
+$(BUILD)/.patched: $(PATCHES) upstream/checksums | deps-build
+	rm -rf $(SRC) $(BUILD)/.patched
+	mkdir -p $(BUILD)
+	archive=$$(scripts/fetch-upstream) && tar -xzf "$$archive" -C $(BUILD)
+	ln -s $(CURDIR)/patches $(SRC)/patches
+	cd $(SRC) && $(QUILT) push -a -q --fuzz=0 || \
+	    { echo "make: the patch above does not apply to memcached $(UPSTREAM_VERSION) with fuzz 0: refresh it (see README)" >&2; exit 1; }
+	@# The tag archive has no configure, and the series changes configure.ac.
+	cd $(SRC) && { aclocal && autoheader && automake --foreign --add-missing --copy && autoconf; } \
+	    >$(CURDIR)/$(BUILD)/autogen.log 2>&1 || \
+	    { cat $(CURDIR)/$(BUILD)/autogen.log; echo "make: regenerating autotools failed (log above)" >&2; exit 1; }
+	touch $@
+
+$(foreach v,$(VARIANTS),$(BUILD)/$(v)/config.status): $(BUILD)/%/config.status: $(BUILD)/.patched
+	rm -rf $(BUILD)/$*
+	mkdir -p $(BUILD)/$*
+	cd $(BUILD)/$* && CONFIG_SHELL=$(CONFIG_SHELL) $(CONFIG_SHELL) $(CURDIR)/$(SRC)/configure \
+	    $(CONFIGURE_FLAGS_$*) >configure.log 2>&1 || \
+	    { cat configure.log; echo "make: configure of the $* variant failed (log above)" >&2; exit 1; }
+
+.PHONY: $(foreach v,$(VARIANTS),build-$(v))
+$(foreach v,$(VARIANTS),build-$(v)): build-%: $(BUILD)/%/config.status
+	$(MAKE) -C $(BUILD)/$* --no-print-directory
+
+# Test programs; run by a second make so that $(SRC) exists when it parses.
+TEST_MAIN     := $(BUILD)/tests/main.o
+TEST_SOURCES  := $(wildcard tests/support/*.cpp tests/unit/*.cpp tests/integration/*.cpp tests/harness/*.cpp)
+TEST_SOURCES  := $(filter-out tests/support/main.cpp,$(TEST_SOURCES))
+TEST_HEADERS  := $(wildcard tests/support/*.hpp)
+# The pure parts of the replication code, linked into the unit tests as is.
+TEST_C_OBJECTS := $(patsubst $(SRC)/%.c,$(BUILD)/tests/%.o,$(wildcard $(SRC)/repl_codec.c $(SRC)/hlc.c))
+
+.PHONY: test-binaries
+test-binaries: $(BUILD)/tests/repcached-tests
+
+$(TEST_MAIN): tests/support/main.cpp
+	mkdir -p $(dir $@)
+	$(CXX) $(TEST_CXXFLAGS) -c $< -o $@
+
+$(BUILD)/tests/%.o: $(SRC)/%.c
+	$(CC) -std=gnu99 -Wall -Wextra -O1 -g -c $< -o $@
+
+$(BUILD)/tests/repcached-tests: $(TEST_MAIN) $(TEST_SOURCES) $(TEST_HEADERS) $(TEST_C_OBJECTS)
+	$(CXX) $(TEST_CXXFLAGS) -o $@ $(TEST_MAIN) $(TEST_SOURCES) $(TEST_C_OBJECTS)
+
+$(DIST_TARBALL): $(PATCHES)
+	mkdir -p $(BUILD)
+	scripts/dist-series $@
