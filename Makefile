@@ -33,7 +33,7 @@ DIST_TARBALL := $(BUILD)/memcached-$(UPSTREAM_VERSION)-repcached-ng-$(SERIES_VER
 
 # --- User-facing targets ------------------------------------------------------
 
-.PHONY: all check patches-check dist clean distclean help deps-build deps-check
+.PHONY: all check patches-check dist manifest clean distclean help deps-build deps-check
 
 ## all: build memcached (build/single/memcached, build/threads/memcached)
 all: $(foreach v,$(VARIANTS),build-$(v))
@@ -49,6 +49,10 @@ patches-check: deps-build
 
 ## dist: a versioned tarball of the patch series (for the ebuild's SRC_URI)
 dist: $(DIST_TARBALL)
+
+## manifest: rewrite ebuild/net-misc/memcached/Manifest for the current series (make dist)
+manifest:
+	scripts/update-manifest
 
 ## clean: remove build/ (keeps downloaded archives in upstream/)
 clean:
