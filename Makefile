@@ -31,9 +31,25 @@ CXXFLAGS ?= -O1 -g
 TEST_CXXFLAGS := -std=c++17 -Wall -Wextra -Itests -I$(SRC) -DREPO_ROOT=\"$(CURDIR)\" $(CXXFLAGS)
 DIST_TARBALL := $(BUILD)/memcached-$(UPSTREAM_VERSION)-repcached-ng-$(SERIES_VERSION)-patches.tar.gz
 
+# Where `make install` puts things; DESTDIR stages an install (packagers).
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+BINDIR   ?= $(PREFIX)/bin
+MANDIR   ?= $(PREFIX)/share/man
+# The variant installed as bin/memcached: threads (what most deployments
+# want) or single.
+INSTALL_VARIANT ?= threads
+ifeq ($(filter $(INSTALL_VARIANT),$(VARIANTS)),)
+$(error INSTALL_VARIANT=$(INSTALL_VARIANT) is not a variant we build; use one of: $(VARIANTS))
+endif
+# install-systemd: where the unit goes (in systemd's search path for /usr and
+# /usr/local), and the settings file it reads.
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+ENVFILE  ?= /etc/default/memcached
+
 # --- User-facing targets ------------------------------------------------------
 
-.PHONY: all check patches-check dist manifest clean distclean help deps-build deps-check
+.PHONY: all check patches-check dist manifest install install-systemd uninstall clean distclean help deps-build deps-check
 
 ## all: build memcached (build/single/memcached, build/threads/memcached)
 all: $(foreach v,$(VARIANTS),build-$(v))
@@ -53,6 +69,30 @@ dist: $(DIST_TARBALL)
 ## manifest: rewrite ebuild/net-misc/memcached/Manifest for the current series (make dist)
 manifest:
 	scripts/update-manifest
+
+## install: install bin/memcached (INSTALL_VARIANT, default threads) and its man page under $(DESTDIR)$(PREFIX)
+install: build-$(INSTALL_VARIANT)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
+	install -m 0755 $(BUILD)/$(INSTALL_VARIANT)/memcached $(DESTDIR)$(BINDIR)/memcached
+	install -m 0644 $(SRC)/doc/memcached.1 $(DESTDIR)$(MANDIR)/man1/memcached.1
+
+## install-systemd: install memcached.service (for $(BINDIR)/memcached) and, if absent, $(ENVFILE)
+install-systemd:
+	install -d $(DESTDIR)$(SYSTEMDUNITDIR)
+	sed -e 's|/usr/bin/memcached|$(BINDIR)/memcached|' -e 's|=-/etc/default/memcached|=-$(ENVFILE)|' \
+	    dist/systemd/memcached.service >$(DESTDIR)$(SYSTEMDUNITDIR)/memcached.service
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/memcached.service
+	@# Settings are the operator's: never overwrite them.
+	if [ -e $(DESTDIR)$(ENVFILE) ]; then \
+	    echo "install-systemd: kept the existing $(DESTDIR)$(ENVFILE); see dist/systemd/memcached.env for new settings"; \
+	else \
+	    install -D -m 0644 dist/systemd/memcached.env $(DESTDIR)$(ENVFILE); \
+	fi
+
+## uninstall: remove what install and install-systemd installed (not the settings file)
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/memcached $(DESTDIR)$(MANDIR)/man1/memcached.1 \
+	    $(DESTDIR)$(SYSTEMDUNITDIR)/memcached.service
 
 ## clean: remove build/ (keeps downloaded archives in upstream/)
 clean:
