@@ -142,7 +142,7 @@ $(foreach v,$(VARIANTS),build-$(v)): build-%: $(BUILD)/%/config.status
 
 # Test programs; run by a second make so that $(SRC) exists when it parses.
 TEST_MAIN     := $(BUILD)/tests/main.o
-TEST_SOURCES  := $(wildcard tests/support/*.cpp tests/unit/*.cpp tests/integration/*.cpp tests/harness/*.cpp)
+TEST_SOURCES  := $(wildcard tests/support/*.cpp tests/unit/*.cpp tests/integration/*.cpp tests/harness/*.cpp tests/packaging/*.cpp)
 TEST_SOURCES  := $(filter-out tests/support/main.cpp,$(TEST_SOURCES))
 TEST_HEADERS  := $(wildcard tests/support/*.hpp)
 # The pure parts of the replication code, linked into the unit tests as is.
