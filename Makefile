@@ -98,9 +98,9 @@ $(foreach v,$(VARIANTS),build-$(v)): build-%: $(BUILD)/%/config.status
 
 # Test programs; run by a second make so that $(SRC) exists when it parses.
 TEST_MAIN     := $(BUILD)/tests/main.o
-TEST_SOURCES  := $(wildcard tests/support/*.cpp tests/unit/*.cpp tests/integration/*.cpp tests/harness/*.cpp)
+TEST_SOURCES  := $(wildcard tests/support/*.cpp tests/unit/*.cpp tests/integration/*.cpp tests/harness/*.cpp tests/maint/*.cpp)
 TEST_SOURCES  := $(filter-out tests/support/main.cpp,$(TEST_SOURCES))
-TEST_HEADERS  := $(wildcard tests/support/*.hpp)
+TEST_HEADERS  := $(wildcard tests/support/*.hpp tests/maint/*.hpp)
 # The pure parts of the replication code, linked into the unit tests as is.
 TEST_C_OBJECTS := $(patsubst $(SRC)/%.c,$(BUILD)/tests/%.o,$(wildcard $(SRC)/repl_codec.c $(SRC)/hlc.c))
 
