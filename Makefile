@@ -43,7 +43,7 @@ check: all deps-check
 	$(MAKE) --no-print-directory test-binaries
 	scripts/check $(BUILD) $(SRC) $(VARIANTS)
 
-## patches-check: the series applies with fuzz 0 and a refresh changes nothing
+## patches-check: DEP-3 headers, fuzz 0, refresh a no-op; every prefix builds and passes a smoke test
 patches-check: deps-build
 	scripts/patches-check
 
@@ -69,6 +69,11 @@ deps-build:
 
 deps-check:
 	@scripts/build-deps check
+
+# The variants and their configure flags, one per line, for scripts/patches-check.
+.PHONY: variants
+variants:
+	@$(foreach v,$(VARIANTS),echo '$(v) $(CONFIGURE_FLAGS_$(v))';)
 
 # Unpack a verified archive and apply the whole series. Any change to the
 # series starts again from a fresh tree, so build/ never mixes two series.
