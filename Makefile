@@ -30,10 +30,12 @@ CXX      ?= g++
 CXXFLAGS ?= -O1 -g
 TEST_CXXFLAGS := -std=c++17 -Wall -Wextra -Itests -I$(SRC) -DREPO_ROOT=\"$(CURDIR)\" $(CXXFLAGS)
 DIST_TARBALL := $(BUILD)/memcached-$(UPSTREAM_VERSION)-repcached-ng-$(SERIES_VERSION)-patches.tar.gz
+# The Debian packages (debian/ + patches/ as debian/patches) are made here.
+DEB_DIR  := $(BUILD)/deb
 
 # --- User-facing targets ------------------------------------------------------
 
-.PHONY: all check patches-check dist clean distclean help deps-build deps-check
+.PHONY: all check patches-check dist deb-source deb clean distclean help deps-build deps-check deps-deb
 
 ## all: build memcached (build/single/memcached, build/threads/memcached)
 all: $(foreach v,$(VARIANTS),build-$(v))
@@ -49,6 +51,14 @@ patches-check: deps-build
 
 ## dist: a versioned tarball of the patch series (for the ebuild's SRC_URI)
 dist: $(DIST_TARBALL)
+
+## deb-source: Debian source package, format 3.0 (quilt), in build/deb/ (dpkg-source -b)
+deb-source: deps-deb
+	scripts/deb-package source $(DEB_DIR)
+
+## deb: also build the binary package from it in build/deb/ (dpkg-buildpackage -us -uc -b)
+deb: deps-deb
+	scripts/deb-package binary $(DEB_DIR)
 
 ## clean: remove build/ (keeps downloaded archives in upstream/)
 clean:
@@ -69,6 +79,9 @@ deps-build:
 
 deps-check:
 	@scripts/build-deps check
+
+deps-deb:
+	@scripts/build-deps deb
 
 # The variants and their configure flags, one per line, for scripts/patches-check.
 .PHONY: variants
