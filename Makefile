@@ -30,6 +30,8 @@ CXX      ?= g++
 CXXFLAGS ?= -O1 -g
 TEST_CXXFLAGS := -std=c++17 -Wall -Wextra -Itests -I$(SRC) -DREPO_ROOT=\"$(CURDIR)\" $(CXXFLAGS)
 DIST_TARBALL := $(BUILD)/memcached-$(UPSTREAM_VERSION)-repcached-ng-$(SERIES_VERSION)-patches.tar.gz
+# The Debian packages (debian/ + patches/ as debian/patches) are made here.
+DEB_DIR  := $(BUILD)/deb
 
 # Where `make install` puts things; DESTDIR stages an install (packagers).
 PREFIX   ?= /usr/local
@@ -49,7 +51,7 @@ ENVFILE  ?= /etc/default/memcached
 
 # --- User-facing targets ------------------------------------------------------
 
-.PHONY: all check patches-check dist manifest install install-systemd uninstall clean distclean help deps-build deps-check
+.PHONY: all check patches-check dist manifest deb-source deb install install-systemd uninstall clean distclean help deps-build deps-check deps-deb
 
 ## all: build memcached (build/single/memcached, build/threads/memcached)
 all: $(foreach v,$(VARIANTS),build-$(v))
@@ -59,7 +61,7 @@ check: all deps-check
 	$(MAKE) --no-print-directory test-binaries
 	scripts/check $(BUILD) $(SRC) $(VARIANTS)
 
-## patches-check: the series applies with fuzz 0 and a refresh changes nothing
+## patches-check: DEP-3 headers, fuzz 0, refresh a no-op; every prefix builds and passes a smoke test
 patches-check: deps-build
 	scripts/patches-check
 
@@ -94,6 +96,14 @@ uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/memcached $(DESTDIR)$(MANDIR)/man1/memcached.1 \
 	    $(DESTDIR)$(SYSTEMDUNITDIR)/memcached.service
 
+## deb-source: Debian source package, format 3.0 (quilt), in build/deb/ (dpkg-source -b)
+deb-source: deps-deb
+	scripts/deb-package source $(DEB_DIR)
+
+## deb: also build the binary package from it in build/deb/ (dpkg-buildpackage -us -uc -b)
+deb: deps-deb
+	scripts/deb-package binary $(DEB_DIR)
+
 ## clean: remove build/ (keeps downloaded archives in upstream/)
 clean:
 	rm -rf $(BUILD)
@@ -113,6 +123,14 @@ deps-build:
 
 deps-check:
 	@scripts/build-deps check
+
+deps-deb:
+	@scripts/build-deps deb
+
+# The variants and their configure flags, one per line, for scripts/patches-check.
+.PHONY: variants
+variants:
+	@$(foreach v,$(VARIANTS),echo '$(v) $(CONFIGURE_FLAGS_$(v))';)
 
 # Unpack a verified archive and apply the whole series. Any change to the
 # series starts again from a fresh tree, so build/ never mixes two series.
@@ -142,9 +160,9 @@ $(foreach v,$(VARIANTS),build-$(v)): build-%: $(BUILD)/%/config.status
 
 # Test programs; run by a second make so that $(SRC) exists when it parses.
 TEST_MAIN     := $(BUILD)/tests/main.o
-TEST_SOURCES  := $(wildcard tests/support/*.cpp tests/unit/*.cpp tests/integration/*.cpp tests/harness/*.cpp tests/packaging/*.cpp)
+TEST_SOURCES  := $(wildcard tests/support/*.cpp tests/unit/*.cpp tests/integration/*.cpp tests/harness/*.cpp tests/packaging/*.cpp tests/maint/*.cpp)
 TEST_SOURCES  := $(filter-out tests/support/main.cpp,$(TEST_SOURCES))
-TEST_HEADERS  := $(wildcard tests/support/*.hpp)
+TEST_HEADERS  := $(wildcard tests/support/*.hpp tests/maint/*.hpp)
 # The pure parts of the replication code, linked into the unit tests as is.
 TEST_C_OBJECTS := $(patsubst $(SRC)/%.c,$(BUILD)/tests/%.o,$(wildcard $(SRC)/repl_codec.c $(SRC)/hlc.c))
 
