@@ -18,8 +18,8 @@ BUILD    := build
 SRC      := $(BUILD)/memcached-$(UPSTREAM_VERSION)
 # Both supported configurations of 1.2.8; each gets its own build tree.
 VARIANTS := single threads
-CONFIGURE_FLAGS_single  :=
-CONFIGURE_FLAGS_threads := --enable-threads
+CONFIGURE_FLAGS_single  := --enable-replication
+CONFIGURE_FLAGS_threads := --enable-replication --enable-threads
 CONFIG_SHELL ?= /bin/sh
 
 # Our quiltrc, never the user's, so that refreshes are byte-identical.
