@@ -1,0 +1,307 @@
+// Two replicating nodes on loopback: every write reaches the peer, a
+// restarted node gets everything back, concurrent writers converge, and a
+// bad or frozen peer harms nobody. Tagged [node]: run once per variant.
+#include <catch2/catch.hpp>
+
+#include "support/pair.hpp"
+
+#include <arpa/inet.h>
+#include <atomic>
+#include <csignal>
+#include <netinet/in.h>
+#include <random>
+#include <sys/socket.h>
+#include <thread>
+#include <unistd.h>
+
+using namespace fixture;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::vector<std::string> keys_named(const std::string &prefix, size_t n)
+{
+    std::vector<std::string> keys;
+    for (size_t i = 0; i < n; i++)
+        keys.push_back(prefix + std::to_string(i));
+    return keys;
+}
+
+uint64_t stat(const Node &node, const std::string &name)
+{
+    return std::stoull(replication_stats(node)[name]);
+}
+
+} // namespace
+
+TEST_CASE("every write command on one node reaches the other, in both directions", "[node][replication]")
+{
+    Pair pair;
+    REQUIRE(wait_online(pair.a));
+    REQUIRE(wait_online(pair.b));
+    const std::vector<std::string> keys = {"s", "a", "r", "ap", "pre", "c", "n", "d", "dt", "x"};
+
+    for (bool a_to_b : {true, false}) {
+        const Node &writer_node = a_to_b ? pair.a : pair.b;
+        const Node &reader_node = a_to_b ? pair.b : pair.a;
+        INFO((a_to_b ? "writes on A" : "writes on B"));
+        Client w(writer_node), r(reader_node);
+
+        CHECK(w.set("s", "set-value", 3) == "STORED");
+        CHECK(w.add("a", "added", 4) == "STORED");
+        CHECK(w.set("r", "old") == "STORED");
+        CHECK(w.replace("r", "replaced", 5) == "STORED");
+        CHECK(w.set("ap", "head") == "STORED");
+        CHECK(w.append("ap", "+tail") == "STORED");
+        CHECK(w.set("pre", "tail") == "STORED");
+        CHECK(w.prepend("pre", "head+") == "STORED");
+        CHECK(w.set("c", "v1") == "STORED");
+        CHECK(w.cas("c", "v2", w.gets("c")->cas) == "STORED");
+        CHECK(w.set("n", "100") == "STORED");
+        CHECK(w.incr("n", 23) == "123");
+        CHECK(w.decr("n", 3) == "120");
+        CHECK(w.set("d", "doomed") == "STORED");
+        CHECK(w.set("dt", "held") == "STORED");
+        CHECK(w.set("x", "flushed later") == "STORED");
+        CHECK(pair.converge(keys) == "");
+        CHECK(r.get("n")->value.substr(0, 3) == "120");
+        CHECK(r.get("ap")->value == "head+tail");
+
+        CHECK(w.del("d") == "DELETED");
+        CHECK(w.del("dt", 5) == "DELETED");
+        CHECK(pair.converge(keys) == "");
+        CHECK_FALSE(r.get("d"));
+        CHECK_FALSE(r.get("dt"));
+        // `delete key time` holds the key: add is refused on both nodes.
+        CHECK(r.add("dt", "too soon") == "NOT_STORED");
+
+        CHECK(w.flush_all() == "OK");
+        CHECK(eventually([&] { return r.gets_many(keys).empty(); }));
+        std::string reader_has;
+        for (auto &[k, v] : r.gets_many(keys))
+            reader_has += k + " ";
+        INFO("still on the reader: " << reader_has);
+        CHECK(r.gets_many(keys).empty());
+    }
+}
+
+TEST_CASE("flush_all with a delay takes effect on both nodes at the same time", "[node][replication]")
+{
+    Pair pair;
+    REQUIRE(wait_online(pair.a));
+    Client a(pair.a), b(pair.b);
+    a.set("k", "v");
+    REQUIRE(pair.converge({"k"}) == "");
+    CHECK(a.flush_all(2) == "OK");
+    std::this_thread::sleep_for(500ms);
+    CHECK(b.get("k"));
+    CHECK(eventually([&] { return !a.get("k") && !b.get("k"); }, 5s));
+}
+
+TEST_CASE("a pipelined delete and set of one key reach the peer in that order", "[node][replication]")
+{
+    Pair pair;
+    REQUIRE(wait_online(pair.a));
+    Client a(pair.a);
+    a.set("k", "first");
+    REQUIRE(pair.converge({"k"}) == "");
+
+    a.send_raw("delete k\r\nset k 0 0 6\r\nsecond\r\n");
+    CHECK(a.read_line() == "DELETED");
+    CHECK(a.read_line() == "STORED");
+    CHECK(pair.converge({"k"}) == "");
+    CHECK(Client(pair.b).get("k")->value == "second");
+}
+
+TEST_CASE("a gets on one node and a cas on the other behave as on one node", "[node][replication]")
+{
+    Pair pair;
+    REQUIRE(wait_online(pair.a));
+    Client a(pair.a), b(pair.b);
+    a.set("k", "v1");
+    REQUIRE(pair.converge({"k"}) == "");
+
+    uint64_t unique = a.gets("k")->cas;
+    CHECK(b.gets("k")->cas == unique);
+    CHECK(b.cas("k", "v2", unique) == "STORED");
+    REQUIRE(pair.converge({"k"}) == "");
+    // A's client still holds the old unique: its cas must now fail on A.
+    CHECK(a.cas("k", "stale", unique) == "EXISTS");
+    CHECK(a.get("k")->value == "v2");
+    CHECK(pair.converge({"k"}) == "");
+}
+
+TEST_CASE("an item with an expiry time expires on both nodes", "[node][replication]")
+{
+    Pair pair;
+    REQUIRE(wait_online(pair.a));
+    Client a(pair.a), b(pair.b);
+    a.set("short", "lived", 0, 2);
+    a.set("long", "lived", 0, 3600);
+    REQUIRE(pair.converge({"short", "long"}) == "");
+    CHECK(eventually([&] { return !a.get("short") && !b.get("short"); }, 6s));
+    CHECK(b.get("long"));
+}
+
+TEST_CASE("a node restarted empty gets every key back while writes go on", "[node][replication]")
+{
+    Pair pair;
+    REQUIRE(wait_online(pair.a));
+    auto keys = fill(pair.a, "bulk:", 100000, 100);
+    REQUIRE(pair.converge(keys, 60s) == "");
+
+    pair.b.kill9();
+    pair.b.restart();
+
+    // A writer keeps going on A while B resyncs.
+    std::atomic<bool> stop{false};
+    std::vector<std::string> written;
+    std::thread writer([&] {
+        Client a(pair.a);
+        for (int i = 0; !stop && i < 20000; i++) {
+            std::string key = "during:" + std::to_string(i);
+            if (a.set(key, "w" + std::to_string(i)) == "STORED")
+                written.push_back(key);
+            if (i % 7 == 0)
+                a.set("bulk:" + std::to_string(i), "rewritten");
+        }
+    });
+    bool online = wait_online(pair.b, 60s);
+    stop = true;
+    writer.join();
+    REQUIRE(online);
+    CHECK(written.size() > 0);
+
+    keys.insert(keys.end(), written.begin(), written.end());
+    CHECK(pair.converge(keys, 60s) == "");
+    CHECK(census(pair.b, keys).size() == keys.size());
+    CHECK(stat(pair.b, "peer0:resyncs") >= 1);
+}
+
+TEST_CASE("both nodes writing the same keys at once end identical", "[node][replication]")
+{
+    Pair pair;
+    REQUIRE(wait_online(pair.a));
+    REQUIRE(wait_online(pair.b));
+    auto keys = keys_named("hot:", 1000);
+
+    auto hammer = [&](const Node &node, int seed) {
+        Client c(node);
+        std::mt19937 rng(seed);
+        for (int i = 0; i < 10000; i++) {
+            const std::string &key = keys[rng() % keys.size()];
+            if (i % 10 == 9)
+                c.incr(key, 1);
+            else
+                c.set(key, std::to_string(seed * 1000000 + i), seed);
+        }
+    };
+    std::thread on_a(hammer, std::cref(pair.a), 1), on_b(hammer, std::cref(pair.b), 2);
+    on_a.join();
+    on_b.join();
+
+    CHECK(pair.converge(keys) == "");
+    CHECK(census(pair.a, keys).size() == keys.size());
+}
+
+TEST_CASE("a peer absent at start is brought up to date when it arrives", "[node][replication]")
+{
+    uint16_t repl_a = free_port(), repl_b = free_port();
+    Node a(replication_args(repl_a, repl_b));
+    Client ca(a);
+    auto keys = keys_named("early:", 500);
+    for (auto &k : keys)
+        REQUIRE(ca.set(k, "v-" + k) == "STORED");
+    CHECK(replication_stats(a)["peer0:state"] != "online");
+
+    Node b(replication_args(repl_b, repl_a));
+    REQUIRE(wait_online(a));
+    std::string difference;
+    CHECK(eventually([&] { return (difference = census_difference(census(a, keys), census(b, keys))).empty(); }, 20s));
+    CHECK(difference == "");
+}
+
+TEST_CASE("garbage and strangers on the replication port are refused and the node keeps serving", "[node][replication]")
+{
+    uint16_t repl_a = free_port(), repl_b = free_port();
+    // B never runs: A's peer is away, the situation repcached got wrong.
+    Node a(replication_args(repl_a, repl_b));
+    Client ca(a);
+    ca.set("secret", "data");
+
+    auto talk = [&](const std::string &bytes) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons(repl_a);
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(connect(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr) == 0);
+        timeval tv{3, 0};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+        std::string received;
+        char buf[4096];
+        ssize_t n;
+        while ((n = recv(fd, buf, sizeof buf, 0)) > 0)
+            received.append(buf, n);
+        close(fd);
+        return std::make_pair(n == 0, received);
+    };
+
+    SECTION("random bytes close the connection") {
+        std::mt19937 rng(42);
+        std::string junk(4096, '\0');
+        for (auto &ch : junk)
+            ch = static_cast<char>(rng());
+        auto [closed, received] = talk(junk);
+        CHECK(closed);
+        CHECK(received.find("secret") == std::string::npos);
+        CHECK(stat(a, "protocol_errors") >= 1);
+    }
+    SECTION("a memcached command is not a handshake") {
+        auto [closed, received] = talk("set secret 0 0 6\r\nforged\r\nget secret\r\n");
+        CHECK(closed);
+        CHECK(received.find("data") == std::string::npos);
+        CHECK(stat(a, "protocol_errors") >= 1);
+    }
+    SECTION("silence does not get the data set") {
+        auto [closed, received] = talk("");
+        CHECK(received.find("secret") == std::string::npos);
+    }
+    CHECK(ca.get("secret")->value == "data");
+}
+
+TEST_CASE("nodes of different clusters refuse each other", "[node][replication]")
+{
+    uint16_t repl_a = free_port(), repl_b = free_port();
+    Node a(replication_args(repl_a, repl_b, {"-Z", "blue"}));
+    Node b(replication_args(repl_b, repl_a, {"-Z", "green"}));
+    Client(a).set("k", "blue data");
+    CHECK(eventually([&] { return stat(a, "refused_connections") + stat(b, "refused_connections") >= 1; }));
+    CHECK_FALSE(Client(b).get("k"));
+    CHECK(replication_stats(a)["peer0:state"] != "online");
+}
+
+TEST_CASE("a frozen peer costs at most the queue bound, and thawed it resyncs", "[node][replication]")
+{
+    Pair pair({"-Q", "1"});
+    REQUIRE(wait_online(pair.a));
+    REQUIRE(wait_online(pair.b));
+    long rss_before = pair.a.rss_kib();
+
+    pair.b.freeze();
+    // 8 MiB of writes, eight times the 1 MiB bound.
+    auto keys = fill(pair.a, "while-frozen:", 8192, 1024);
+    Client a(pair.a);
+    CHECK(a.get("while-frozen:8191"));
+    auto stats = replication_stats(pair.a);
+    INFO("A's stats replication: queue_bytes " << stats["peer0:queue_bytes"] << ", overflows "
+                                                << stats["peer0:overflows"]);
+    CHECK(std::stoull(stats["peer0:queue_bytes"]) <= 1024 * 1024 + 64 * 1024);
+    CHECK(std::stoull(stats["peer0:overflows"]) >= 1);
+    // The data itself is ~9 MiB in the slabs; the queue may add 1 MiB more.
+    CHECK(pair.a.rss_kib() - rss_before < 24 * 1024);
+
+    pair.b.thaw();
+    CHECK(pair.converge(keys, 60s) == "");
+}
