@@ -20,6 +20,12 @@ SRC      := $(BUILD)/memcached-$(UPSTREAM_VERSION)
 VARIANTS := single threads
 CONFIGURE_FLAGS_single  := --enable-replication
 CONFIGURE_FLAGS_threads := --enable-replication --enable-threads
+# Baselines for `make bench`: the same patched source configured without
+# --enable-replication, where every replication hunk is compiled out, so
+# these are plain 1.2.8 plus the build fixes.
+PLAIN_VARIANTS := plain-single plain-threads
+CONFIGURE_FLAGS_plain-single  :=
+CONFIGURE_FLAGS_plain-threads := --enable-threads
 CONFIG_SHELL ?= /bin/sh
 
 # Our quiltrc, never the user's, so that refreshes are byte-identical.
@@ -28,6 +34,7 @@ PATCHES  := patches/series $(wildcard patches/*.patch)
 
 CXX      ?= g++
 CXXFLAGS ?= -O1 -g
+BENCH_TOOL := $(BUILD)/tests/repl-bench
 TEST_CXXFLAGS := -std=c++17 -Wall -Wextra -Itests -I$(SRC) -DREPO_ROOT=\"$(CURDIR)\" $(CXXFLAGS)
 DIST_TARBALL := $(BUILD)/memcached-$(UPSTREAM_VERSION)-repcached-ng-$(SERIES_VERSION)-patches.tar.gz
 # The Debian packages (debian/ + patches/ as debian/patches) are made here.
@@ -51,7 +58,7 @@ ENVFILE  ?= /etc/default/memcached
 
 # --- User-facing targets ------------------------------------------------------
 
-.PHONY: all check patches-check dist manifest deb-source deb install install-systemd uninstall clean distclean help deps-build deps-check deps-deb
+.PHONY: all check bench bench-tools demo patches-check dist manifest deb-source deb install install-systemd uninstall clean distclean help deps-build deps-check deps-deb
 
 ## all: build memcached (build/single/memcached, build/threads/memcached)
 all: $(foreach v,$(VARIANTS),build-$(v))
@@ -60,6 +67,17 @@ all: $(foreach v,$(VARIANTS),build-$(v))
 check: all deps-check
 	$(MAKE) --no-print-directory test-binaries
 	scripts/check $(BUILD) $(SRC) $(VARIANTS)
+
+## bench-tools: build the load and lag tool (build/tests/repl-bench)
+bench-tools: $(BENCH_TOOL)
+
+## bench: plain 1.2.8 against a replicated pair: throughput, p99, resync rate, lag (about 3 minutes)
+bench: all $(foreach v,$(PLAIN_VARIANTS),build-$(v)) bench-tools
+	scripts/bench $(BUILD)
+
+## demo: a replicated pair on loopback: write on one, read on the other, kill -9 and resync
+demo: build-threads
+	scripts/demo $(BUILD)/threads/memcached
 
 ## patches-check: DEP-3 headers, fuzz 0, refresh a no-op; every prefix builds and passes a smoke test
 patches-check: deps-build
@@ -147,15 +165,15 @@ $(BUILD)/.patched: $(PATCHES) upstream/checksums | deps-build
 	    { cat $(CURDIR)/$(BUILD)/autogen.log; echo "make: regenerating autotools failed (log above)" >&2; exit 1; }
 	touch $@
 
-$(foreach v,$(VARIANTS),$(BUILD)/$(v)/config.status): $(BUILD)/%/config.status: $(BUILD)/.patched
+$(foreach v,$(VARIANTS) $(PLAIN_VARIANTS),$(BUILD)/$(v)/config.status): $(BUILD)/%/config.status: $(BUILD)/.patched
 	rm -rf $(BUILD)/$*
 	mkdir -p $(BUILD)/$*
 	cd $(BUILD)/$* && CONFIG_SHELL=$(CONFIG_SHELL) $(CONFIG_SHELL) $(CURDIR)/$(SRC)/configure \
 	    $(CONFIGURE_FLAGS_$*) >configure.log 2>&1 || \
 	    { cat configure.log; echo "make: configure of the $* variant failed (log above)" >&2; exit 1; }
 
-.PHONY: $(foreach v,$(VARIANTS),build-$(v))
-$(foreach v,$(VARIANTS),build-$(v)): build-%: $(BUILD)/%/config.status
+.PHONY: $(foreach v,$(VARIANTS) $(PLAIN_VARIANTS),build-$(v))
+$(foreach v,$(VARIANTS) $(PLAIN_VARIANTS),build-$(v)): build-%: $(BUILD)/%/config.status
 	$(MAKE) -C $(BUILD)/$* --no-print-directory
 
 # Test programs; run by a second make so that $(SRC) exists when it parses.
@@ -178,6 +196,11 @@ $(BUILD)/tests/%.o: $(SRC)/%.c
 
 $(BUILD)/tests/repcached-tests: $(TEST_MAIN) $(TEST_SOURCES) $(TEST_HEADERS) $(TEST_C_OBJECTS)
 	$(CXX) $(TEST_CXXFLAGS) -o $@ $(TEST_MAIN) $(TEST_SOURCES) $(TEST_C_OBJECTS)
+
+# Optimised, unlike the tests: it must not be the bottleneck it measures.
+$(BENCH_TOOL): tests/tools/repl_bench.cpp
+	mkdir -p $(dir $@)
+	$(CXX) -std=c++17 -Wall -Wextra -O2 -g -pthread -o $@ $<
 
 $(DIST_TARBALL): $(PATCHES)
 	mkdir -p $(BUILD)
