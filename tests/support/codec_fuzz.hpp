@@ -146,10 +146,13 @@ inline std::string decoder_violation(const char *buf, size_t len)
     return "";
 }
 
-// One small frame of each type, made by the encoder: seeds to mutate.
+// One small frame of each type, and the longest key and cluster name, made
+// by the encoder: seeds to mutate.
 inline std::vector<std::string> seed_frames()
 {
-    std::vector<repl_frame> frames(8);
+    static const std::string longest_key(REPL_KEY_MAX, 'k');
+    static const std::string longest_cluster(REPL_MAX_CLUSTER_NAME, 'c');
+    std::vector<repl_frame> frames(10);
     for (auto &f : frames)
         std::memset(&f, 0, sizeof f);
     frames[0].type = REPL_FRAME_HELLO;
@@ -180,6 +183,12 @@ inline std::vector<std::string> seed_frames()
     frames[6].type = REPL_FRAME_SYNC_END;
     frames[6].items = 1000000;
     frames[7].type = REPL_FRAME_PING;
+    frames[8] = frames[0];
+    frames[8].cluster = longest_cluster.data();
+    frames[8].ncluster = REPL_MAX_CLUSTER_NAME;
+    frames[9] = frames[3];
+    frames[9].key = longest_key.data();
+    frames[9].nkey = REPL_KEY_MAX;
 
     std::vector<std::string> seeds;
     for (const auto &f : frames) {
