@@ -37,6 +37,15 @@ CXXFLAGS ?= -O1 -g
 BENCH_TOOL := $(BUILD)/tests/repl-bench
 TEST_CXXFLAGS := -std=c++17 -Wall -Wextra -Itests -I$(SRC) -DREPO_ROOT=\"$(CURDIR)\" $(CXXFLAGS)
 DIST_TARBALL := $(BUILD)/memcached-$(UPSTREAM_VERSION)-repcached-ng-$(SERIES_VERSION)-patches.tar.gz
+# make fuzz: the decoder under libFuzzer, for FUZZ_SECONDS seconds, with
+# AddressSanitizer and UBSan; what it learns is kept in $(FUZZ_DIR)/corpus.
+CLANG    ?= clang
+CLANGXX  ?= clang++
+FUZZ_SECONDS ?= 30
+FUZZ_DIR := $(BUILD)/fuzz
+FUZZ_SANITIZERS := -fsanitize=address,undefined -fno-sanitize-recover=all
+# The decoder bails out at REPL_FRAME_MAX; longer inputs only slow it down.
+FUZZ_MAX_LEN ?= 4096
 # The Debian packages (debian/ + patches/ as debian/patches) are made here.
 DEB_DIR  := $(BUILD)/deb
 
@@ -58,7 +67,7 @@ ENVFILE  ?= /etc/default/memcached
 
 # --- User-facing targets ------------------------------------------------------
 
-.PHONY: all check bench bench-tools demo patches-check dist manifest deb-source deb install install-systemd uninstall clean distclean help deps-build deps-check deps-deb
+.PHONY: all check bench bench-tools demo fuzz patches-check dist manifest deb-source deb install install-systemd uninstall clean distclean help deps-build deps-check deps-deb deps-fuzz
 
 ## all: build memcached (build/single/memcached, build/threads/memcached)
 all: $(foreach v,$(VARIANTS),build-$(v))
@@ -78,6 +87,17 @@ bench: all $(foreach v,$(PLAIN_VARIANTS),build-$(v)) bench-tools
 ## demo: a replicated pair on loopback: write on one, read on the other, kill -9 and resync
 demo: build-threads
 	scripts/demo $(BUILD)/threads/memcached
+
+## fuzz: fuzz the replication decoder with libFuzzer, ASan and UBSan for FUZZ_SECONDS (default 30) seconds
+fuzz: $(BUILD)/.patched deps-fuzz
+	$(MAKE) --no-print-directory fuzz-binaries
+	rm -rf $(FUZZ_DIR)/seeds
+	mkdir -p $(FUZZ_DIR)/seeds $(FUZZ_DIR)/corpus
+	$(FUZZ_DIR)/repl-codec-seeds $(FUZZ_DIR)/seeds
+	$(FUZZ_DIR)/repl-codec-fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) \
+	    -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds || \
+	    { echo "make fuzz: the fuzzer found an input that breaks the decoder (saved as $(FUZZ_DIR)/crash-*, report above);" \
+	        "reproduce it with $(FUZZ_DIR)/repl-codec-fuzz FILE, and add it to tests/unit/repl_codec_test.cpp once fixed" >&2; exit 1; }
 
 ## patches-check: DEP-3 headers, fuzz 0, refresh a no-op; every prefix builds and passes a smoke test
 patches-check: deps-build
@@ -145,6 +165,9 @@ deps-check:
 deps-deb:
 	@scripts/build-deps deb
 
+deps-fuzz:
+	@scripts/build-deps fuzz
+
 # The variants and their configure flags, one per line, for scripts/patches-check.
 .PHONY: variants
 variants:
@@ -205,3 +228,20 @@ $(BENCH_TOOL): tests/tools/repl_bench.cpp
 $(DIST_TARBALL): $(PATCHES)
 	mkdir -p $(BUILD)
 	scripts/dist-series $@
+
+# The fuzzer. The codec also gets coverage instrumentation (fuzzer-no-link),
+# so that libFuzzer is guided by the decoder's branches, not only the harness's.
+FUZZ_CXXFLAGS := -std=c++17 -Wall -Wextra -g -O1 -Itests -I$(SRC)
+
+.PHONY: fuzz-binaries
+fuzz-binaries: $(FUZZ_DIR)/repl-codec-fuzz $(FUZZ_DIR)/repl-codec-seeds
+
+$(FUZZ_DIR)/repl_codec.o: $(SRC)/repl_codec.c $(SRC)/repl_codec.h
+	mkdir -p $(dir $@)
+	$(CLANG) -std=gnu99 -Wall -Wextra -g -O1 -fsanitize=fuzzer-no-link $(FUZZ_SANITIZERS) -c $< -o $@
+
+$(FUZZ_DIR)/repl-codec-fuzz: tests/fuzz/repl_codec_fuzz.cpp tests/support/codec_fuzz.hpp $(FUZZ_DIR)/repl_codec.o
+	$(CLANGXX) $(FUZZ_CXXFLAGS) -fsanitize=fuzzer $(FUZZ_SANITIZERS) -o $@ $< $(FUZZ_DIR)/repl_codec.o
+
+$(FUZZ_DIR)/repl-codec-seeds: tests/fuzz/seed_corpus.cpp tests/support/codec_fuzz.hpp $(FUZZ_DIR)/repl_codec.o
+	$(CLANGXX) $(FUZZ_CXXFLAGS) -fsanitize=fuzzer-no-link $(FUZZ_SANITIZERS) -o $@ $< $(FUZZ_DIR)/repl_codec.o

@@ -1,5 +1,6 @@
 // Every shell file we ship or run passes shellcheck, and the systemd unit
-// passes systemd-analyze. Each file is checked in the shell it runs in.
+// passes systemd-analyze. Each file is checked in the shell it runs in, with
+// the files it sources (-x).
 #include <catch2/catch.hpp>
 
 #include "support/packaging.hpp"
@@ -42,7 +43,7 @@ TEST_CASE("every script in scripts/ and tests/ passes shellcheck in its own shel
 
     for (const auto &script : scripts) {
         std::string shell = shell_of(script);
-        auto result = run("shellcheck -s " + shell + " " + quoted(script));
+        auto result = run("shellcheck -x -s " + shell + " " + quoted(script));
         INFO(script.string() + " (" + shell + "):\n" + result.output);
         CHECK(result.status == 0);
         if (shell == "sh" && run("command -v checkbashisms").status == 0) {
