@@ -98,13 +98,15 @@ TEST_CASE("the binary package holds the patched threaded memcached, its man page
         INFO(smoke.output);
         CHECK(smoke.status == 0);
     }
-    SECTION("the unit starts that server, on loopback only, without UDP") {
+    SECTION("the unit is the project's hardened one, starting that server on loopback without UDP") {
         fs::path unit = fs::exists(root.path / "lib/systemd/system" / (package + ".service"))
                             ? root.path / "lib/systemd/system" / (package + ".service")
                             : root.path / "usr/lib/systemd/system" / (package + ".service");
         std::string text = read_file(unit);
-        CHECK(text.find("ExecStart=/usr/bin/memcached -l 127.0.0.1 ") != std::string::npos);
-        CHECK(text.find(" -U 0") != std::string::npos);
+        CHECK(text == read_file(repo / "dist/systemd/memcached.service"));
+        CHECK(text.find("exec /usr/bin/memcached ") != std::string::npos);
+        CHECK(text.find("UDPPORT=0 LISTENON=127.0.0.1") != std::string::npos);
+        CHECK(text.find("DynamicUser=yes") != std::string::npos);
         CHECK(text.find("WantedBy=multi-user.target") != std::string::npos);
     }
 }
