@@ -3,38 +3,21 @@
 // against temporary directories, offline.
 #include <catch2/catch.hpp>
 
-#include <cstdio>
+#include "support/command.hpp"
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <sys/wait.h>
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct CommandResult {
-    int status;
-    std::string output;
-};
-
-// Runs a shell command line, capturing stdout and stderr together.
-CommandResult run(const std::string &command)
-{
-    CommandResult result{-1, {}};
-    FILE *pipe = popen((command + " 2>&1").c_str(), "r");
-    REQUIRE(pipe != nullptr);
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, pipe)) > 0)
-        result.output.append(buf, n);
-    int status = pclose(pipe);
-    result.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return result;
-}
-
-std::string quoted(const fs::path &p) { return "'" + p.string() + "'"; }
+using fixture::CommandResult;
+using fixture::quoted;
+using fixture::repo;
+using fixture::run;
 
 // A scratch directory with an empty upstream cache and an empty DISTDIR.
 struct Scratch {
@@ -56,7 +39,6 @@ struct Scratch {
     }
 };
 
-const fs::path repo = REPO_ROOT;
 const std::string fetch = quoted(repo / "scripts/fetch-upstream");
 
 // The archive this machine builds from (found the way make finds it).

@@ -4,43 +4,24 @@
 
 #include <catch2/catch.hpp>
 
-#include <cstdio>
+#include "support/command.hpp"
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <sstream>
 #include <string>
-#include <sys/wait.h>
 #include <vector>
 
 namespace maint {
 
 namespace fs = std::filesystem;
 
-const fs::path repo = REPO_ROOT;
-
-struct CommandResult {
-    int status;
-    std::string output;
-};
-
-// Runs a shell command line, capturing stdout and stderr together.
-inline CommandResult run(const std::string &command)
-{
-    CommandResult result{-1, {}};
-    FILE *pipe = popen((command + " 2>&1").c_str(), "r");
-    REQUIRE(pipe != nullptr);
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, pipe)) > 0)
-        result.output.append(buf, n);
-    int status = pclose(pipe);
-    result.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return result;
-}
-
-inline std::string quoted(const fs::path &p) { return "'" + p.string() + "'"; }
+using fixture::CommandResult;
+using fixture::quoted;
+using fixture::repo;
+using fixture::run;
 
 inline std::string script(const std::string &name) { return quoted(repo / "scripts" / name); }
 

@@ -273,16 +273,19 @@ void Client::send_raw(const std::string &bytes)
     }
 }
 
+void Client::receive_more()
+{
+    char chunk[16384];
+    ssize_t got = recv(fd_, chunk, sizeof chunk, 0);
+    if (got <= 0)
+        throw std::runtime_error(got == 0 ? "server closed the connection" : std::string("recv: ") + strerror(errno));
+    buffer_.append(chunk, got);
+}
+
 std::string Client::read_exact(size_t n)
 {
-    while (buffer_.size() < n) {
-        char chunk[16384];
-        ssize_t got = recv(fd_, chunk, sizeof chunk, 0);
-        if (got <= 0)
-            throw std::runtime_error(got == 0 ? "server closed the connection"
-                                              : std::string("recv: ") + strerror(errno));
-        buffer_.append(chunk, got);
-    }
+    while (buffer_.size() < n)
+        receive_more();
     std::string out = buffer_.substr(0, n);
     buffer_.erase(0, n);
     return out;
@@ -291,14 +294,8 @@ std::string Client::read_exact(size_t n)
 std::string Client::read_line()
 {
     size_t eol;
-    while ((eol = buffer_.find("\r\n")) == std::string::npos) {
-        char chunk[16384];
-        ssize_t got = recv(fd_, chunk, sizeof chunk, 0);
-        if (got <= 0)
-            throw std::runtime_error(got == 0 ? "server closed the connection"
-                                              : std::string("recv: ") + strerror(errno));
-        buffer_.append(chunk, got);
-    }
+    while ((eol = buffer_.find("\r\n")) == std::string::npos)
+        receive_more();
     std::string line = buffer_.substr(0, eol);
     buffer_.erase(0, eol + 2);
     return line;

@@ -127,6 +127,8 @@ private:
     std::string store(const std::string &verb, const std::string &key,
                       const std::string &value, uint32_t flags, long exptime,
                       const std::string &extra = "");
+    // Appends what the server sent next to buffer_; throws on EOF or error.
+    void receive_more();
     std::string read_exact(size_t n);
     std::string simple(const std::string &command);
 
