@@ -178,7 +178,7 @@ TEST_CASE("a node restarted empty gets every key back while writes go on", "[nod
     CHECK(stat(pair.b, "peer0:resyncs") >= 1);
 }
 
-TEST_CASE("both nodes writing the same keys at once end identical", "[node][replication]")
+TEST_CASE("both nodes setting, incrementing and deleting the same keys at once end identical", "[node][replication]")
 {
     Pair pair;
     REQUIRE(wait_online(pair.a));
@@ -192,6 +192,8 @@ TEST_CASE("both nodes writing the same keys at once end identical", "[node][repl
             const std::string &key = keys[rng() % keys.size()];
             if (i % 10 == 9)
                 c.incr(key, 1);
+            else if (i % 10 == 8)
+                c.del(key);
             else
                 c.set(key, std::to_string(seed * 1000000 + i), seed);
         }
@@ -201,7 +203,7 @@ TEST_CASE("both nodes writing the same keys at once end identical", "[node][repl
     on_b.join();
 
     CHECK(pair.converge(keys) == "");
-    CHECK(census(pair.a, keys).size() == keys.size());
+    CHECK(census(pair.a, keys).size() > keys.size() / 2);
 }
 
 TEST_CASE("a peer absent at start is brought up to date when it arrives", "[node][replication]")
