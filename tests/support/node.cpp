@@ -346,9 +346,9 @@ std::string Client::cas(const std::string &key, const std::string &value, uint64
     return store("cas", key, value, flags, exptime, " " + std::to_string(unique));
 }
 
-std::map<std::string, Item> Client::gets_many(const std::vector<std::string> &keys)
+std::map<std::string, Item> Client::retrieve(const std::string &verb, const std::vector<std::string> &keys)
 {
-    std::string command = "gets";
+    std::string command = verb;
     for (auto &k : keys)
         command += " " + k;
     send_raw(command + "\r\n");
@@ -361,8 +361,11 @@ std::map<std::string, Item> Client::gets_many(const std::vector<std::string> &ke
         std::string word, key;
         size_t bytes = 0;
         Item item;
-        if (!(header >> word >> key >> item.flags >> bytes >> item.cas) || word != "VALUE")
-            throw std::runtime_error("unexpected reply to gets: " + line);
+        header >> word >> key >> item.flags >> bytes;
+        if (verb == "gets")
+            header >> item.cas;
+        if (!header || word != "VALUE")
+            throw std::runtime_error("unexpected reply to " + verb + ": " + line);
         item.value = read_exact(bytes);
         if (read_exact(2) != "\r\n")
             throw std::runtime_error("value of " + key + " not followed by CRLF");
@@ -370,9 +373,14 @@ std::map<std::string, Item> Client::gets_many(const std::vector<std::string> &ke
     }
 }
 
+std::map<std::string, Item> Client::gets_many(const std::vector<std::string> &keys)
+{
+    return retrieve("gets", keys);
+}
+
 std::optional<Item> Client::gets(const std::string &key)
 {
-    auto found = gets_many({key});
+    auto found = retrieve("gets", {key});
     if (found.empty())
         return std::nullopt;
     return found.begin()->second;
@@ -380,23 +388,10 @@ std::optional<Item> Client::gets(const std::string &key)
 
 std::optional<Item> Client::get(const std::string &key)
 {
-    send_raw("get " + key + "\r\n");
-    std::optional<Item> item;
-    for (;;) {
-        std::string line = read_line();
-        if (line == "END")
-            return item;
-        std::istringstream header(line);
-        std::string word, name;
-        size_t bytes = 0;
-        Item found;
-        if (!(header >> word >> name >> found.flags >> bytes) || word != "VALUE")
-            throw std::runtime_error("unexpected reply to get: " + line);
-        found.value = read_exact(bytes);
-        if (read_exact(2) != "\r\n")
-            throw std::runtime_error("value of " + key + " not followed by CRLF");
-        item = found;
-    }
+    auto found = retrieve("get", {key});
+    if (found.empty())
+        return std::nullopt;
+    return found.begin()->second;
 }
 
 std::string Client::incr(const std::string &key, uint64_t by) { return simple("incr " + key + " " + std::to_string(by)); }

@@ -130,6 +130,8 @@ private:
     // Appends what the server sent next to buffer_; throws on EOF or error.
     void receive_more();
     std::string read_exact(size_t n);
+    // Sends `get` or `gets` for the keys and reads the VALUE lines.
+    std::map<std::string, Item> retrieve(const std::string &verb, const std::vector<std::string> &keys);
     std::string simple(const std::string &command);
 
     int fd_;
