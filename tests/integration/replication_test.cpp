@@ -178,6 +178,33 @@ TEST_CASE("a node restarted empty gets every key back while writes go on", "[nod
     CHECK(stat(pair.b, "peer0:resyncs") >= 1);
 }
 
+TEST_CASE("a node restarted empty does not send the peer's items back to it", "[node][replication]")
+{
+    // Values large enough that A streams faster than B applies: B then
+    // receives while its own resync would walk, the case that echoed.
+    Pair pair({"-m", "256"});
+    REQUIRE(wait_online(pair.a));
+    auto keys = fill(pair.a, "big:", 150000, 1024);
+    REQUIRE(pair.converge(keys, 60s) == "");
+
+    // Restart B once A's redials have backed off to seconds apart, so that
+    // B dials first: then A's stream arrives with its HELLO, before B's
+    // resync would walk (a setup, not a synchronisation).
+    pair.b.kill9();
+    std::this_thread::sleep_for(4s);
+    pair.b.restart();
+    REQUIRE(wait_online(pair.b, 60s));
+    CHECK(pair.converge(keys, 60s) == "");
+
+    // B held nothing when its link came up, so it walked nothing. Only if
+    // A's redial raced B's dial and the second link replaced the first
+    // (B then held items) does B walk: its resync count tells.
+    if (stat(pair.b, "peer0:resyncs") == 1) {
+        CHECK(stat(pair.b, "peer0:last_resync_items") == 0);
+        CHECK(stat(pair.a, "peer0:conflicts") == 0);
+    }
+}
+
 TEST_CASE("both nodes setting, incrementing and deleting the same keys at once end identical", "[node][replication]")
 {
     Pair pair;
