@@ -80,7 +80,7 @@ check: all deps-check
 ## bench-tools: build the load and lag tool (build/tests/repl-bench)
 bench-tools: $(BENCH_TOOL)
 
-## bench: plain 1.2.8 against a replicated pair: throughput, p99, resync rate, lag (about 3 minutes)
+## bench: plain 1.2.8 against a replicated pair: throughput, p99, resync rate, lag (about 5 minutes)
 bench: all $(foreach v,$(PLAIN_VARIANTS),build-$(v)) bench-tools
 	scripts/bench $(BUILD)
 
