@@ -159,6 +159,7 @@ inline std::vector<std::string> seed_frames()
     frames[0].proto_version = REPL_PROTO_VERSION;
     frames[0].node_id = 2;
     frames[0].instance_id = 0x0123456789abcdefULL;
+    frames[0].listen_port = 11212;
     frames[0].cluster = "cache-eu";
     frames[0].ncluster = 8;
     frames[1].type = REPL_FRAME_SET;
@@ -184,6 +185,7 @@ inline std::vector<std::string> seed_frames()
     frames[6].items = 1000000;
     frames[7].type = REPL_FRAME_PING;
     frames[8] = frames[0];
+    frames[8].listen_port = UINT16_MAX;
     frames[8].cluster = longest_cluster.data();
     frames[8].ncluster = REPL_MAX_CLUSTER_NAME;
     frames[9] = frames[3];

@@ -8,8 +8,17 @@ namespace fixture {
 std::vector<std::string> replication_args(uint16_t repl_port, uint16_t peer_repl_port,
                                           std::vector<std::string> extra)
 {
-    std::vector<std::string> args = {"-X", std::to_string(repl_port), "-x",
-                                     "127.0.0.1:" + std::to_string(peer_repl_port)};
+    return replication_args(repl_port, std::vector<uint16_t>{peer_repl_port}, std::move(extra));
+}
+
+std::vector<std::string> replication_args(uint16_t repl_port, const std::vector<uint16_t> &peer_repl_ports,
+                                          std::vector<std::string> extra)
+{
+    std::vector<std::string> args = {"-X", std::to_string(repl_port)};
+    for (uint16_t peer : peer_repl_ports) {
+        args.push_back("-x");
+        args.push_back("127.0.0.1:" + std::to_string(peer));
+    }
     const char *variant = getenv("MEMCACHED_VARIANT");
     if (variant && std::string(variant) == "threads") {
         args.push_back("-t");
@@ -29,6 +38,29 @@ bool wait_online(const Node &node, std::chrono::milliseconds timeout)
     return eventually([&] { return replication_stats(node)["peer0:state"] == "online"; }, timeout);
 }
 
+bool all_online(const Node &node)
+{
+    auto stats = replication_stats(node);
+    int peers = std::stoi(stats["peers"]);
+    for (int i = 0; i < peers; i++)
+        if (stats["peer" + std::to_string(i) + ":state"] != "online")
+            return false;
+    return peers > 0;
+}
+
+std::string peer_states(const Node &node)
+{
+    auto stats = replication_stats(node);
+    std::string out;
+    for (int i = 0; i < std::stoi(stats["peers"]); i++) {
+        std::string peer = "peer" + std::to_string(i);
+        out += (out.empty() ? "" : ", ") + peer + " " + stats[peer + ":address"] + " " + stats[peer + ":state"];
+        if (stats[peer + ":last_error"] != "none")
+            out += " (last error: " + stats[peer + ":last_error"] + ")";
+    }
+    return out;
+}
+
 std::map<std::string, Item> census(const Node &node, const std::vector<std::string> &keys)
 {
     Client c(node);
@@ -42,7 +74,7 @@ std::map<std::string, Item> census(const Node &node, const std::vector<std::stri
 }
 
 std::string census_difference(const std::map<std::string, Item> &a, const std::map<std::string, Item> &b,
-                              size_t show)
+                              size_t show, const std::string &name_a, const std::string &name_b)
 {
     std::ostringstream out;
     size_t differences = 0;
@@ -54,7 +86,8 @@ std::string census_difference(const std::map<std::string, Item> &a, const std::m
     };
     auto note = [&](const std::string &key, const Item *x, const Item *y) {
         if (differences++ < show)
-            out << "  " << key << ": A " << describe(x) << ", B " << describe(y) << "\n";
+            out << "  " << key << ": " << name_a << " " << describe(x) << ", " << name_b << " " << describe(y)
+                << "\n";
     };
     for (auto &[key, item] : a) {
         auto other = b.find(key);
@@ -69,8 +102,8 @@ std::string census_difference(const std::map<std::string, Item> &a, const std::m
             note(key, nullptr, &item);
     if (differences == 0)
         return "";
-    return std::to_string(a.size()) + " keys on A, " + std::to_string(b.size()) + " on B, " +
-           std::to_string(differences) + " differ; first ones:\n" + out.str();
+    return std::to_string(a.size()) + " keys on " + name_a + ", " + std::to_string(b.size()) + " on " + name_b +
+           ", " + std::to_string(differences) + " differ; first ones:\n" + out.str();
 }
 
 std::vector<std::string> fill(const Node &node, const std::string &prefix, size_t n, size_t size)
@@ -105,6 +138,57 @@ std::string Pair::converge(const std::vector<std::string> &keys, std::chrono::mi
     std::string difference;
     eventually([&] {
         difference = census_difference(census(a, keys), census(b, keys));
+        return difference.empty();
+    }, timeout);
+    return difference;
+}
+
+Mesh::Mesh(size_t n, std::vector<std::string> extra)
+{
+    for (size_t i = 0; i < n; i++)
+        repl_ports.push_back(free_port());
+    for (size_t i = 0; i < n; i++) {
+        std::vector<uint16_t> others;
+        for (size_t j = 0; j < n; j++)
+            if (j != i)
+                others.push_back(repl_ports[j]);
+        nodes.push_back(std::make_unique<Node>(replication_args(repl_ports[i], others, extra)));
+    }
+}
+
+size_t Mesh::node_at(uint16_t repl_port) const
+{
+    for (size_t i = 0; i < repl_ports.size(); i++)
+        if (repl_ports[i] == repl_port)
+            return i;
+    return repl_ports.size();
+}
+
+std::string Mesh::wait_online(std::chrono::milliseconds timeout) const
+{
+    auto online = [&] {
+        for (auto &node : nodes)
+            if (!all_online(*node))
+                return false;
+        return true;
+    };
+    if (eventually(online, timeout))
+        return "";
+    std::string states;
+    for (size_t i = 0; i < nodes.size(); i++)
+        states += "node " + std::to_string(i) + " (replication port " + std::to_string(repl_ports[i]) +
+                  "): " + peer_states(*nodes[i]) + "\n";
+    return states;
+}
+
+std::string Mesh::converge(const std::vector<std::string> &keys, std::chrono::milliseconds timeout) const
+{
+    std::string difference;
+    eventually([&] {
+        difference.clear();
+        auto first = census(*nodes[0], keys);
+        for (size_t i = 1; i < nodes.size(); i++)
+            difference += census_difference(first, census(*nodes[i], keys), 5, "node 0", "node " + std::to_string(i));
         return difference.empty();
     }, timeout);
     return difference;

@@ -33,13 +33,15 @@ struct Frame {
     uint16_t proto_version = 0;
     uint8_t node_id = 0;
     uint64_t instance_id = 0;
+    uint16_t listen_port = 0;
     std::string cluster;
 
     bool operator==(const Frame &o) const
     {
         return type == o.type && version == o.version && exptime == o.exptime && flags == o.flags
             && key == o.key && value == o.value && items == o.items && proto_version == o.proto_version
-            && node_id == o.node_id && instance_id == o.instance_id && cluster == o.cluster;
+            && node_id == o.node_id && instance_id == o.instance_id && listen_port == o.listen_port
+            && cluster == o.cluster;
     }
 };
 
@@ -83,11 +85,12 @@ Frame empty_frame(int type)
     return f;
 }
 
-Frame hello_frame(uint8_t node_id, uint64_t instance_id, std::string cluster)
+Frame hello_frame(uint8_t node_id, uint64_t instance_id, std::string cluster, uint16_t listen_port = 11212)
 {
     Frame f;
     f.type = REPL_FRAME_HELLO;
     f.proto_version = REPL_PROTO_VERSION, f.node_id = node_id, f.instance_id = instance_id;
+    f.listen_port = listen_port;
     f.cluster = std::move(cluster);
     return f;
 }
@@ -103,6 +106,7 @@ repl_frame view(const Frame &f)
     r.value = f.value.data(), r.nvalue = uint32_t(f.value.size());
     r.items = f.items;
     r.proto_version = f.proto_version, r.node_id = f.node_id, r.instance_id = f.instance_id;
+    r.listen_port = f.listen_port;
     r.cluster = f.cluster.data(), r.ncluster = uint8_t(f.cluster.size());
     return r;
 }
@@ -118,6 +122,7 @@ Frame copy(const repl_frame &r)
         f.value.assign(r.value, r.nvalue);
     f.items = r.items;
     f.proto_version = r.proto_version, f.node_id = r.node_id, f.instance_id = r.instance_id;
+    f.listen_port = r.listen_port;
     if (r.cluster)
         f.cluster.assign(r.cluster, r.ncluster);
     return f;
@@ -210,7 +215,7 @@ std::string frame_of(uint8_t type, const std::string &body)
 
 std::string hello_body(uint32_t magic, uint16_t version, const std::string &cluster)
 {
-    return Wire().u32(magic).u16(version).u8(2).u64(99).u8(cluster.size()).raw(cluster).bytes;
+    return Wire().u32(magic).u16(version).u8(2).u64(99).u16(11212).u8(cluster.size()).raw(cluster).bytes;
 }
 
 std::string set_body(const std::string &key, const std::string &value)
@@ -250,9 +255,10 @@ std::vector<std::pair<std::string, Frame>> sample_frames()
     for (int c = 0x80; c <= 0xff; c++)
         high_key += char(c);
     return {
-        {"HELLO", hello_frame(2, 0x0123456789abcdefULL, "cache-eu")},
-        {"HELLO, extreme ids and the longest cluster name",
-         hello_frame(255, max64, std::string(REPL_MAX_CLUSTER_NAME, '~'))},
+        {"HELLO", hello_frame(2, 0x0123456789abcdefULL, "cache-eu", 11212)},
+        {"HELLO, extreme ids, the highest listen port and the longest cluster name",
+         hello_frame(255, max64, std::string(REPL_MAX_CLUSTER_NAME, '~'), UINT16_MAX)},
+        {"HELLO, listen port 1", hello_frame(0, 0, "c", 1)},
         {"SET", set_frame(0x0000123456789a02ULL, 1795478400, 0xdeadbeef, "user:42", "hello")},
         {"SET of every byte value", set_frame(1, 0, 0, "bin", all_bytes())},
         {"SET, key of bytes 0x80-0xff", set_frame(2, 0, 0, high_key.substr(0, 100), "v")},
@@ -299,7 +305,8 @@ template <> struct StringMaker<Frame> {
             + std::to_string(f.exptime) + ", flags " + std::to_string(f.flags) + ", key " + printable(f.key)
             + ", value " + printable(f.value) + ", items " + std::to_string(f.items) + ", proto "
             + std::to_string(f.proto_version) + ", node " + std::to_string(f.node_id) + ", instance "
-            + std::to_string(f.instance_id) + ", cluster " + printable(f.cluster) + "}";
+            + std::to_string(f.instance_id) + ", listen port " + std::to_string(f.listen_port) + ", cluster "
+            + printable(f.cluster) + "}";
     }
 };
 } // namespace Catch
@@ -330,9 +337,9 @@ TEST_CASE("frames are laid out big-endian, the length counting the type and the 
                        "\x21\x22\x23\x24" "\x01k" "\x00\x00\x00\x01v"s);
     }
     SECTION("HELLO") {
-        std::string bytes = encode(hello_frame(7, 0x0102030405060708ULL, "eu"));
-        CHECK(bytes == "\x00\x00\x00\x13\x01" "RPNG" "\x00\x01" "\x07"
-                       "\x01\x02\x03\x04\x05\x06\x07\x08" "\x02" "eu"s);
+        std::string bytes = encode(hello_frame(7, 0x0102030405060708ULL, "eu", 0x2bcc));
+        CHECK(bytes == "\x00\x00\x00\x15\x01" "RPNG" "\x00\x02" "\x07"
+                       "\x01\x02\x03\x04\x05\x06\x07\x08" "\x2b\xcc" "\x02" "eu"s);
     }
     SECTION("PING") {
         CHECK(encode(empty_frame(REPL_FRAME_PING)) == "\x00\x00\x00\x01\x07"s);
@@ -480,6 +487,27 @@ TEST_CASE("a HELLO from something that is not a peer of this protocol is refused
             size_t written = 0;
             CHECK(repl_encode(&r, buf, sizeof buf, &written) == REPL_E_BAD_VERSION);
         }
+    }
+}
+
+TEST_CASE("a HELLO of another protocol version is refused as such, whatever the layout of the rest", "[codec]")
+{
+    // Version 1 had no listen port: read in this version's layout, its
+    // cluster name length and first letter would make the port, and the
+    // frame would only be malformed.
+    SECTION("version 1, without the listen port") {
+        std::string v1 = Wire().u32(REPL_MAGIC).u16(1).u8(2).u64(99).u8(2).raw("eu").bytes;
+        CHECK(decode(frame_of(REPL_FRAME_HELLO, v1)).status == REPL_E_BAD_VERSION);
+    }
+    SECTION("a later version, longer or shorter than this one") {
+        const uint16_t later = REPL_PROTO_VERSION + 1;
+        std::string longer = hello_body(REPL_MAGIC, later, "eu") + std::string(32, '\x01');
+        CHECK(decode(frame_of(REPL_FRAME_HELLO, longer)).status == REPL_E_BAD_VERSION);
+        CHECK(decode(frame_of(REPL_FRAME_HELLO, Wire().u32(REPL_MAGIC).u16(later).bytes)).status
+              == REPL_E_BAD_VERSION);
+    }
+    SECTION("the version itself cut short is malformed") {
+        CHECK(decode(frame_of(REPL_FRAME_HELLO, Wire().u32(REPL_MAGIC).u8(0).bytes)).status == REPL_E_MALFORMED);
     }
 }
 
