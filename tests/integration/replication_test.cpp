@@ -98,6 +98,33 @@ TEST_CASE("flush_all with a delay takes effect on both nodes at the same time", 
     CHECK(eventually([&] { return !a.get("k") && !b.get("k"); }, 5s));
 }
 
+TEST_CASE("a flush_all racing writes on the other node leaves both nodes identical", "[node][replication]")
+{
+    Pair pair;
+    REQUIRE(wait_online(pair.a));
+    REQUIRE(wait_online(pair.b));
+    auto keys = keys_named("race:", 500);
+
+    // B writes without pause while A flushes now and then: B's writes in
+    // flight when A flushes must end the same on both nodes (dead if made
+    // before the flush, alive if after), whichever arrives first where.
+    std::atomic<bool> stop{false};
+    std::thread writer([&] {
+        Client b(pair.b);
+        for (int i = 0; !stop && i < 200000; i++)
+            b.set(keys[static_cast<size_t>(i) % keys.size()], std::to_string(i));
+    });
+    Client a(pair.a);
+    for (int i = 0; i < 20; i++) {
+        std::this_thread::sleep_for(20ms);   // pacing, not synchronisation
+        CHECK(a.flush_all() == "OK");
+    }
+    stop = true;
+    writer.join();
+
+    CHECK(pair.converge(keys) == "");
+}
+
 TEST_CASE("a pipelined delete and set of one key reach the peer in that order", "[node][replication]")
 {
     Pair pair;
