@@ -89,7 +89,9 @@ TEST_CASE("three nodes that name each other all get every write, and a restarted
     std::vector<std::string> written;
     std::thread writer([&] {
         Client c0(mesh.node(0)), c1(mesh.node(1));
-        for (int k = 0; !stop && k < 5000; k++) {
+        // At least 100 writes: the resync of a few thousand keys may end
+        // before this thread has connected.
+        for (int k = 0; (k < 100 || !stop) && k < 5000; k++) {
             std::string key = "during:" + std::to_string(k);
             if ((k % 2 ? c1 : c0).set(key, "w" + std::to_string(k)) == "STORED")
                 written.push_back(key);
