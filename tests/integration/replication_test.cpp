@@ -122,7 +122,12 @@ TEST_CASE("a flush_all racing writes on the other node leaves both nodes identic
     stop = true;
     writer.join();
 
+    // A write made after the last flush lives on both nodes.
+    Client(pair.b).set(keys.front(), "after the last flush");
     CHECK(pair.converge(keys) == "");
+    auto survivor = a.get(keys.front());
+    REQUIRE(survivor);
+    CHECK(survivor->value == "after the last flush");
 }
 
 TEST_CASE("a pipelined delete and set of one key reach the peer in that order", "[node][replication]")
