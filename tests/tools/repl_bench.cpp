@@ -19,12 +19,21 @@
 //   repl-bench wait-items PORT COUNT TIMEOUT_S
 //       Polls `stats` until curr_items >= COUNT (connecting as soon as the
 //       node listens); prints the time from our start.
+//   repl-bench fresh-memory MEGABYTES PAUSE_S
+//       How fast this machine hands a process memory it has not touched yet:
+//       writes one byte per 4 KB page of MEGABYTES of new anonymous memory,
+//       first in 4 KB pages, then in transparent huge pages, each after
+//       PAUSE_S seconds idle (a virtual machine's balloon driver may hand
+//       pages freed earlier back to the hypervisor meanwhile, as it does to
+//       the memory a new node gets). A node restarted empty pays this for
+//       every slab a resync fills.
 //
 // Every mode prints one line of key=value pairs for scripts. Every loop is
 // bounded by its count and by a deadline; only 127.0.0.1 is ever used.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -328,12 +337,46 @@ int wait_items(int port, long count, long timeout_s)
     return items >= count ? 0 : 1;
 }
 
+// fresh_touch: seconds to write one byte per 4 KB page of `bytes` of new
+// memory, in huge pages or not.
+double fresh_touch(size_t bytes, bool huge)
+{
+    const size_t huge_page = 2 << 20;
+    // Over-map by one huge page to align the start, as THP needs.
+    void *raw = mmap(nullptr, bytes + huge_page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED)
+        throw std::runtime_error(std::string("mmap: ") + std::strerror(errno));
+    auto *p = reinterpret_cast<char *>((reinterpret_cast<uintptr_t>(raw) + huge_page - 1) & ~(huge_page - 1));
+    if (madvise(p, bytes, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) != 0)
+        throw std::runtime_error(std::string("madvise: ") + std::strerror(errno));
+    const auto start = Clock::now();
+    for (size_t off = 0; off < bytes; off += 4096)
+        p[off] = 1;
+    double s = duration<double>(Clock::now() - start).count();
+    munmap(raw, bytes + huge_page);
+    return s;
+}
+
+int fresh_memory(long megabytes, long pause_s)
+{
+    const size_t bytes = static_cast<size_t>(megabytes) << 20;
+    std::this_thread::sleep_for(seconds(pause_s));
+    double small_s = fresh_touch(bytes, false);
+    std::this_thread::sleep_for(seconds(pause_s));
+    double huge_s = fresh_touch(bytes, true);
+    std::printf("megabytes=%ld pages_4k_s=%.3f pages_4k_gb_per_s=%.2f huge_pages_s=%.3f huge_pages_gb_per_s=%.2f\n",
+                megabytes, small_s, static_cast<double>(bytes) / 1e9 / small_s, huge_s,
+                static_cast<double>(bytes) / 1e9 / huge_s);
+    return 0;
+}
+
 [[noreturn]] void usage()
 {
     std::fprintf(stderr, "usage: repl-bench run PORT THREADS REQUESTS SIZE GET_PERCENT [RATE]\n"
                          "       repl-bench lag A_PORT B_PORT COUNT [GAP_US]\n"
                          "       repl-bench fill PORT COUNT SIZE\n"
-                         "       repl-bench wait-items PORT COUNT TIMEOUT_S\n");
+                         "       repl-bench wait-items PORT COUNT TIMEOUT_S\n"
+                         "       repl-bench fresh-memory MEGABYTES PAUSE_S\n");
     std::exit(2);
 }
 
@@ -366,6 +409,8 @@ int main(int argc, char **argv)
             return fill(static_cast<int>(n[0]), n[1], n[2]);
         if (mode == "wait-items" && n.size() == 3)
             return wait_items(static_cast<int>(n[0]), n[1], n[2]);
+        if (mode == "fresh-memory" && n.size() == 2 && n[0] > 0)
+            return fresh_memory(n[0], n[1]);
     } catch (const std::exception &e) {
         std::fprintf(stderr, "repl-bench %s: %s\n", mode.c_str(), e.what());
         return 2;
