@@ -367,3 +367,35 @@ TEST_CASE("a frozen peer costs at most the queue bound, and thawed it resyncs", 
     pair.b.thaw();
     CHECK(pair.converge(keys, 60s) == "");
 }
+
+TEST_CASE("a flush_all made while the peer was cut off reaches it with the resync", "[node][replication]")
+{
+    Pair pair({"-Q", "1"});
+    REQUIRE(wait_online(pair.a));
+    REQUIRE(wait_online(pair.b));
+    auto old_keys = keys_named("before-flush:", 200);
+    Client a(pair.a);
+    for (const auto &key : old_keys)
+        REQUIRE(a.set(key, "old") == "STORED");
+    REQUIRE(pair.converge(old_keys) == "");
+
+    // B frozen, A's writes overflow B's queue (16 MiB against its 1 MiB
+    // bound): A drops that queue and queues nothing more for B until they
+    // resync, so the flush that follows can only reach B with the resync.
+    pair.b.freeze();
+    auto filler = fill(pair.a, "filler:", 16384, 1024);
+    REQUIRE(stat(pair.a, "peer0:overflows") >= 1);
+    CHECK(a.flush_all() == "OK");
+    auto new_keys = keys_named("after-flush:", 200);
+    for (const auto &key : new_keys)
+        REQUIRE(a.set(key, "new") == "STORED");
+    pair.b.thaw();
+
+    auto keys = old_keys;
+    keys.insert(keys.end(), filler.begin(), filler.end());
+    keys.insert(keys.end(), new_keys.begin(), new_keys.end());
+    CHECK(pair.converge(keys, 60s) == "");
+    CHECK(census(pair.b, old_keys).empty());
+    CHECK(census(pair.b, filler).empty());
+    CHECK(census(pair.b, new_keys).size() == new_keys.size());
+}
