@@ -399,3 +399,38 @@ TEST_CASE("a flush_all made while the peer was cut off reaches it with the resyn
     CHECK(census(pair.b, filler).empty());
     CHECK(census(pair.b, new_keys).size() == new_keys.size());
 }
+
+TEST_CASE("a delete made while the peer was cut off is not undone by the resync", "[node][replication]")
+{
+    Pair pair({"-Q", "1"});
+    REQUIRE(wait_online(pair.a));
+    REQUIRE(wait_online(pair.b));
+    auto sessions = keys_named("session:", 200);
+    Client a(pair.a);
+    for (const auto &key : sessions)
+        REQUIRE(a.set(key, "logged in") == "STORED");
+    REQUIRE(pair.converge(sessions) == "");
+
+    // As above: B frozen and its queue overflowed, so A's deletes can only
+    // reach B with the resync, after B has sent those sessions back.
+    pair.b.freeze();
+    auto filler = fill(pair.a, "filler:", 16384, 1024);
+    REQUIRE(stat(pair.a, "peer0:overflows") >= 1);
+    const std::vector<std::string> logged_out(sessions.begin(), sessions.begin() + 100);
+    const std::vector<std::string> still_in(sessions.begin() + 100, sessions.end());
+    for (const auto &key : logged_out)
+        REQUIRE(a.del(key) == "DELETED");
+    // A write after its delete is newer than the delete, and wins.
+    const std::string back = logged_out.front();
+    REQUIRE(a.set(back, "logged in again") == "STORED");
+    pair.b.thaw();
+
+    CHECK(pair.converge(sessions, 60s) == "");
+    const std::vector<std::string> gone(logged_out.begin() + 1, logged_out.end());
+    CHECK(census(pair.a, gone).empty());
+    CHECK(census(pair.b, gone).empty());
+    CHECK(census(pair.b, still_in).size() == still_in.size());
+    auto again = Client(pair.b).get(back);
+    REQUIRE(again);
+    CHECK(again->value == "logged in again");
+}
