@@ -364,6 +364,17 @@ TEST_CASE("a frozen peer costs at most the queue bound, and thawed it resyncs", 
     // The data itself is ~9 MiB in the slabs; the queue may add 1 MiB more.
     CHECK(pair.a.rss_kib() - rss_before < 24 * 1024);
 
+    // Nor does A spin on the frozen peer (repcached 2.2 took a whole CPU
+    // and stopped answering): over two idle seconds it uses less than a
+    // fifth of one CPU, and answers at once.
+    const long ticks_before = pair.a.cpu_ticks();
+    std::this_thread::sleep_for(2s);
+    const long idle_ticks = pair.a.cpu_ticks() - ticks_before;
+    INFO("A's CPU ticks in 2 s with B frozen: " << idle_ticks << " (" << sysconf(_SC_CLK_TCK) << " per second)");
+    CHECK(idle_ticks >= 0);
+    CHECK(idle_ticks < 2 * sysconf(_SC_CLK_TCK) / 5);
+    CHECK(a.get("while-frozen:0"));
+
     pair.b.thaw();
     CHECK(pair.converge(keys, 60s) == "");
 }

@@ -254,6 +254,25 @@ long Node::rss_kib() const
     return -1;
 }
 
+long Node::cpu_ticks() const
+{
+    std::ifstream stat("/proc/" + std::to_string(pid_) + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    // Fields after the command name, which is in parentheses: state is
+    // field 3, utime and stime are fields 14 and 15.
+    std::istringstream fields(line.substr(line.rfind(')') + 2));
+    std::string field;
+    long utime = -1, stime = -1;
+    for (int i = 3; i <= 15 && fields >> field; i++) {
+        if (i == 14)
+            utime = std::stol(field);
+        if (i == 15)
+            stime = std::stol(field);
+    }
+    return utime < 0 || stime < 0 ? -1 : utime + stime;
+}
+
 Client::Client(uint16_t port) : fd_(connect_loopback(port))
 {
     if (fd_ < 0)

@@ -68,6 +68,8 @@ public:
     std::string log() const;
     // Resident set size in KiB, from /proc.
     long rss_kib() const;
+    // CPU time used so far (user + system), in clock ticks (sysconf(_SC_CLK_TCK)).
+    long cpu_ticks() const;
 
 private:
     void start();
