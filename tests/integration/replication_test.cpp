@@ -32,6 +32,23 @@ uint64_t stat(const Node &node, const std::string &name)
     return std::stoull(replication_stats(node)[name]);
 }
 
+// Writes `keys` on A and waits until B holds them too; then freezes B and
+// overflows A's queue for it (16 MiB against the 1 MiB bound of a pair
+// started with -Q 1): A drops that queue and queues nothing more for B
+// until they resync, so what A does next reaches B only with the resync.
+// Returns the keys of the overflowing writes.
+std::vector<std::string> cut_b_off(Pair &pair, const std::vector<std::string> &keys, const std::string &value)
+{
+    Client a(pair.a);
+    for (const auto &key : keys)
+        REQUIRE(a.set(key, value) == "STORED");
+    REQUIRE(pair.converge(keys) == "");
+    pair.b.freeze();
+    auto filler = fill(pair.a, "filler:", 16384, 1024);
+    REQUIRE(stat(pair.a, "peer0:overflows") >= 1);
+    return filler;
+}
+
 } // namespace
 
 TEST_CASE("every write command on one node reaches the other, in both directions", "[node][replication]")
@@ -368,6 +385,7 @@ TEST_CASE("a frozen peer costs at most the queue bound, and thawed it resyncs", 
     // and stopped answering): over two idle seconds it uses less than a
     // fifth of one CPU, and answers at once.
     const long ticks_before = pair.a.cpu_ticks();
+    REQUIRE(ticks_before >= 0);
     std::this_thread::sleep_for(2s);
     const long idle_ticks = pair.a.cpu_ticks() - ticks_before;
     INFO("A's CPU ticks in 2 s with B frozen: " << idle_ticks << " (" << sysconf(_SC_CLK_TCK) << " per second)");
@@ -385,17 +403,8 @@ TEST_CASE("a flush_all made while the peer was cut off reaches it with the resyn
     REQUIRE(wait_online(pair.a));
     REQUIRE(wait_online(pair.b));
     auto old_keys = keys_named("before-flush:", 200);
+    auto filler = cut_b_off(pair, old_keys, "old");
     Client a(pair.a);
-    for (const auto &key : old_keys)
-        REQUIRE(a.set(key, "old") == "STORED");
-    REQUIRE(pair.converge(old_keys) == "");
-
-    // B frozen, A's writes overflow B's queue (16 MiB against its 1 MiB
-    // bound): A drops that queue and queues nothing more for B until they
-    // resync, so the flush that follows can only reach B with the resync.
-    pair.b.freeze();
-    auto filler = fill(pair.a, "filler:", 16384, 1024);
-    REQUIRE(stat(pair.a, "peer0:overflows") >= 1);
     CHECK(a.flush_all() == "OK");
     auto new_keys = keys_named("after-flush:", 200);
     for (const auto &key : new_keys)
@@ -417,16 +426,10 @@ TEST_CASE("a delete made while the peer was cut off is not undone by the resync"
     REQUIRE(wait_online(pair.a));
     REQUIRE(wait_online(pair.b));
     auto sessions = keys_named("session:", 200);
+    // A's deletes reach B only with the resync, after B has sent those
+    // sessions back.
+    cut_b_off(pair, sessions, "logged in");
     Client a(pair.a);
-    for (const auto &key : sessions)
-        REQUIRE(a.set(key, "logged in") == "STORED");
-    REQUIRE(pair.converge(sessions) == "");
-
-    // As above: B frozen and its queue overflowed, so A's deletes can only
-    // reach B with the resync, after B has sent those sessions back.
-    pair.b.freeze();
-    auto filler = fill(pair.a, "filler:", 16384, 1024);
-    REQUIRE(stat(pair.a, "peer0:overflows") >= 1);
     const std::vector<std::string> logged_out(sessions.begin(), sessions.begin() + 100);
     const std::vector<std::string> still_in(sessions.begin() + 100, sessions.end());
     for (const auto &key : logged_out)
