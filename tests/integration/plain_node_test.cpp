@@ -92,7 +92,7 @@ TEST_CASE("the threaded variant really runs worker threads, the single one does 
         CHECK(tasks == 1);
 }
 
-// Patch 0019: -L on Linux backs the item cache with transparent huge pages,
+// The large-pages-on-linux patch: -L on Linux backs the item cache with transparent huge pages,
 // so that a cache filled at once (a resync into an empty node) takes one
 // page fault per 2 MB instead of one per 4 KB.
 TEST_CASE("-L keeps the item cache in transparent huge pages on Linux", "[node]")
