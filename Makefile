@@ -181,7 +181,7 @@ $(BUILD)/.patched: $(PATCHES) upstream/checksums | deps-build
 	archive=$$(scripts/fetch-upstream) && tar -xzf "$$archive" -C $(BUILD)
 	ln -s $(CURDIR)/patches $(SRC)/patches
 	cd $(SRC) && $(QUILT) push -a -q --fuzz=0 || \
-	    { echo "make: the patch above does not apply to memcached $(UPSTREAM_VERSION) with fuzz 0: refresh it (see README)" >&2; exit 1; }
+	    { echo "make: the patch above does not apply to memcached $(UPSTREAM_VERSION) with fuzz 0: refresh it (see docs/series.md)" >&2; exit 1; }
 	@# The tag archive has no configure, and the series changes configure.ac.
 	cd $(SRC) && { aclocal && autoheader && automake --foreign --add-missing --copy && autoconf; } \
 	    >$(CURDIR)/$(BUILD)/autogen.log 2>&1 || \
