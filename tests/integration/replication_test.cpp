@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include "support/pair.hpp"
+#include "support/skip.hpp"
 
 #include <arpa/inet.h>
 #include <atomic>
@@ -248,11 +249,14 @@ TEST_CASE("a node restarted empty does not send the peer's items back to it", "[
 
     // B held nothing when its link came up, so it walked nothing. Only if
     // A's redial raced B's dial and the second link replaced the first
-    // (B then held items) does B walk: its resync count tells.
-    if (stat(pair.b, "peer0:resyncs") == 1) {
-        CHECK(stat(pair.b, "peer0:last_resync_items") == 0);
-        CHECK(stat(pair.a, "peer0:conflicts") == conflicts_before);
-    }
+    // (B then held items) does B walk: its resync count tells. Then the
+    // case under test did not come about, and there is nothing to check.
+    const auto resyncs = stat(pair.b, "peer0:resyncs");
+    if (resyncs != 1)
+        skip_test("A's redial raced B's dial (B resynced " + std::to_string(resyncs) +
+                  " times, not once), so B held items when a link came up: not the case under test");
+    CHECK(stat(pair.b, "peer0:last_resync_items") == 0);
+    CHECK(stat(pair.a, "peer0:conflicts") == conflicts_before);
 }
 
 TEST_CASE("both nodes setting, incrementing and deleting the same keys at once end identical", "[node][replication]")
