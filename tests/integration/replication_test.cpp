@@ -10,6 +10,7 @@
 #include <atomic>
 #include <csignal>
 #include <netinet/in.h>
+#include <optional>
 #include <random>
 #include <sys/socket.h>
 #include <thread>
@@ -110,10 +111,43 @@ TEST_CASE("flush_all with a delay takes effect on both nodes at the same time", 
     Client a(pair.a), b(pair.b);
     a.set("k", "v");
     REQUIRE(pair.converge({"k"}) == "");
-    CHECK(a.flush_all(2) == "OK");
-    std::this_thread::sleep_for(500ms);
-    CHECK(b.get("k"));
-    CHECK(eventually([&] { return !a.get("k") && !b.get("k"); }, 5s));
+
+    // memcached's clock moves in one-second steps, each node's at its own
+    // moment, and a delayed flush takes effect at the step to its time less
+    // one: 'flush_all 4' removes k within 2 to 3 s on A, and on B, whose
+    // clock may be a step ahead, no sooner than 1 s. So for the first
+    // second k is on both (B did not flush at once); then both drop it,
+    // less than a second apart (the offset of their steps), which is
+    // checked with a second's margin for a loaded machine.
+    const auto flushed = std::chrono::steady_clock::now();
+    auto since_flush = [&] {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - flushed);
+    };
+    CHECK(a.flush_all(4) == "OK");
+    const bool on_b = bool(b.get("k")), on_a = bool(a.get("k"));
+    const auto checked = since_flush();
+    INFO("k looked up on both " << checked.count() << " ms after flush_all 4 (meaningful within 1000 ms)");
+    CHECK(checked < 1000ms);
+    CHECK(on_b);
+    CHECK(on_a);
+
+    std::optional<std::chrono::milliseconds> gone_a, gone_b;
+    std::string seen;
+    bool both_gone = eventually([&] {
+        if (!gone_a && !a.get("k"))
+            gone_a = since_flush();
+        if (!gone_b && !b.get("k"))
+            gone_b = since_flush();
+        return gone_a && gone_b;
+    }, 8s, &seen, [&] {
+        return std::string("k still on ") + (gone_a ? "" : "A ") + (gone_b ? "" : "B ") + "8 s after flush_all 4";
+    });
+    INFO(seen);
+    CHECK(both_gone);
+    if (both_gone) {
+        INFO("k gone from A " << gone_a->count() << " ms and from B " << gone_b->count() << " ms after flush_all 4");
+        CHECK(std::chrono::abs(*gone_a - *gone_b) < 2s);
+    }
 }
 
 TEST_CASE("a flush_all racing writes on the other node leaves both nodes identical", "[node][replication]")
