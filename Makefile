@@ -207,18 +207,29 @@ TEST_HEADERS  := $(wildcard tests/support/*.hpp tests/maint/*.hpp)
 # The pure parts of the replication code, linked into the unit tests as is.
 TEST_C_OBJECTS := $(patsubst $(SRC)/%.c,$(BUILD)/tests/%.o,$(wildcard $(SRC)/repl_codec.c $(SRC)/hlc.c))
 
+# One object per test source, so that changing a test recompiles that file
+# only; a change to our headers recompiles all, and -MMD records which of
+# memcached's headers each includes.
+TEST_OBJECTS  := $(patsubst tests/%.cpp,$(BUILD)/tests/obj/%.o,$(TEST_SOURCES))
+
 .PHONY: test-binaries
 test-binaries: $(BUILD)/tests/repcached-tests
 
-$(TEST_MAIN): tests/support/main.cpp
+$(TEST_MAIN): tests/support/main.cpp $(TEST_HEADERS)
 	mkdir -p $(dir $@)
-	$(CXX) $(TEST_CXXFLAGS) -c $< -o $@
+	$(CXX) $(TEST_CXXFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/tests/obj/%.o: tests/%.cpp $(TEST_HEADERS)
+	mkdir -p $(dir $@)
+	$(CXX) $(TEST_CXXFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/tests/%.o: $(SRC)/%.c
 	$(CC) -std=gnu99 -Wall -Wextra -O1 -g -c $< -o $@
 
-$(BUILD)/tests/repcached-tests: $(TEST_MAIN) $(TEST_SOURCES) $(TEST_HEADERS) $(TEST_C_OBJECTS)
-	$(CXX) $(TEST_CXXFLAGS) -o $@ $(TEST_MAIN) $(TEST_SOURCES) $(TEST_C_OBJECTS)
+$(BUILD)/tests/repcached-tests: $(TEST_MAIN) $(TEST_OBJECTS) $(TEST_C_OBJECTS)
+	$(CXX) $(TEST_CXXFLAGS) -o $@ $(TEST_MAIN) $(TEST_OBJECTS) $(TEST_C_OBJECTS)
+
+-include $(TEST_MAIN:.o=.d) $(TEST_OBJECTS:.o=.d)
 
 # Optimised, unlike the tests: it must not be the bottleneck it measures.
 $(BENCH_TOOL): tests/tools/repl_bench.cpp

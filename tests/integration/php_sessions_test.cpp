@@ -24,6 +24,7 @@
 
 #include "support/command.hpp"
 #include "support/pair.hpp"
+#include "support/skip.hpp"
 
 #include <arpa/inet.h>
 #include <csignal>
@@ -228,6 +229,12 @@ TEST_CASE("a PHP session kept in a replicated pair is shared by php-memcached an
           "front-ends and outlives the crash of a node",
           "[node][php]")
 {
+    require_tool("php", "php-cli");
+    const std::string modules = run("php -m").output;
+    for (const char *extension : {"memcached", "memcache"})
+        if (modules.find(std::string("\n") + extension + "\n") == std::string::npos)
+            skip_test(std::string("PHP's ") + extension + " extension is not installed (Debian package php-" +
+                      extension + "; scripts/build-deps check installs it)");
     Pair pair;
     REQUIRE(wait_online(pair.a));
     REQUIRE(wait_online(pair.b));

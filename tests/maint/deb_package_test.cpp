@@ -3,6 +3,7 @@
 // from it. Built once (about half a minute, upstream's suite skipped with
 // DEB_BUILD_OPTIONS=nocheck: make check runs it) in a temporary directory.
 #include "maint/maint.hpp"
+#include "support/skip.hpp"
 
 #include <memory>
 
@@ -38,6 +39,8 @@ struct BuiltPackages {
 // One build for all the test cases of this file; removed at exit.
 BuiltPackages &built()
 {
+    fixture::require_tool("dpkg-buildpackage", "dpkg-dev");
+    fixture::require_tool("dh", "debhelper");
     static std::unique_ptr<BuiltPackages> packages;
     if (!packages)
         packages = std::make_unique<BuiltPackages>();

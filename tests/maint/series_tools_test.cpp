@@ -3,6 +3,7 @@
 // upstream release. These tests work on copies in temporary directories and
 // never touch the repository's patches/; they hold for any series.
 #include "maint/maint.hpp"
+#include "support/skip.hpp"
 
 #include <map>
 #include <optional>
@@ -117,6 +118,7 @@ struct Imported {
 
     Imported()
     {
+        fixture::require_tool("git", "git");
         fs::copy(repo / "patches", patches, fs::copy_options::recursive);
         names = series_names(patches / "series");
         CommandResult imported = run(script("series-import") + " -d " + quoted(git) + " -p " +

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include "support/packaging.hpp"
+#include "support/skip.hpp"
 
 #include <fstream>
 #include <memory>
@@ -139,18 +140,18 @@ TEST_CASE("the ebuild with USE=\"replication threads\" installs the threaded ser
     check_common_files(image);
     CHECK(help(image).find("-t <num>") != std::string::npos);
 
-    if (b.configure_knows_replication) {
-        // The series has replication: the server must offer it and the
-        // init script must accept peers.
-        CHECK(help(image).find("-x") != std::string::npos);
-        auto rc = checkconfig(image, "REPLICATION_PEERS=10.0.0.2;");
-        INFO(rc.output);
-        CHECK(rc.status == 0);
-    } else {
+    if (!b.configure_knows_replication) {
         // Not yet in the series: configure only warned about the option.
-        WARN("configure does not know --enable-replication yet: replication itself not checked");
         CHECK(image.log.find("unrecognized configure options were passed: --enable-replication") != std::string::npos);
+        fixture::skip_test("configure does not know --enable-replication yet (is the series restructured?): "
+                           "replication itself not checked");
     }
+    // The series has replication: the server must offer it and the init
+    // script must accept peers.
+    CHECK(help(image).find("-x") != std::string::npos);
+    auto rc = checkconfig(image, "REPLICATION_PEERS=10.0.0.2;");
+    INFO(rc.output);
+    CHECK(rc.status == 0);
 }
 
 TEST_CASE("the ebuild with USE=\"-replication\" installs plain single-threaded memcached 1.2.8, which refuses peers", "[packaging]")

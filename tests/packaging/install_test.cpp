@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "support/packaging.hpp"
+#include "support/skip.hpp"
 
 #include <fstream>
 #include <string>
@@ -79,9 +80,6 @@ TEST_CASE("make install-systemd points the unit at PREFIX's server and keeps an 
     CHECK(fixture::exec_start_script(text).find("exec /opt/mc/bin/memcached \"$@\"") != std::string::npos);
     CHECK(text.find("/usr/bin/memcached") == std::string::npos);
     CHECK(fixture::slurp(envfile) == fixture::slurp(repo / "dist/systemd/memcached.env"));
-    auto verify = run("systemd-analyze verify --man=no " + quoted(unit));
-    INFO(verify.output);
-    CHECK(verify.output.empty());
 
     std::ofstream(envfile) << "PORT=\"22122\"\n";
     auto again = make("install-systemd DESTDIR=" + quoted(destdir.path()) + " PREFIX=/opt/mc");
@@ -89,4 +87,11 @@ TEST_CASE("make install-systemd points the unit at PREFIX's server and keeps an 
     CHECK(again.status == 0);
     CHECK(again.output.find("kept the existing") != std::string::npos);
     CHECK(fixture::slurp(envfile) == "PORT=\"22122\"\n");
+
+    // Last, since only this needs a tool: the unit, installed again just
+    // now the same way, is one systemd accepts.
+    fixture::require_tool("systemd-analyze", "systemd");
+    auto verify = run("systemd-analyze verify --man=no " + quoted(unit));
+    INFO(verify.output);
+    CHECK(verify.output.empty());
 }
