@@ -33,10 +33,10 @@ std::string shell_of(const fs::path &script)
 
 } // namespace
 
-TEST_CASE("every script in scripts/, tests/ and dist/ passes shellcheck in its own shell, and sh scripts have no bashisms", "[packaging]")
+TEST_CASE("every script in scripts/, tests/, dist/ and debian/tests/ passes shellcheck in its own shell, and sh scripts have no bashisms", "[packaging]")
 {
     std::vector<fs::path> scripts;
-    for (const char *dir : {"scripts", "tests/ebuild", ".ci", "dist"})
+    for (const char *dir : {"scripts", "tests/ebuild", ".ci", "dist", "debian/tests"})
         for (const auto &entry : fs::directory_iterator(repo / dir))
             if (entry.is_regular_file() && !shell_of(entry.path()).empty())
                 scripts.push_back(entry.path());
