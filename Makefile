@@ -60,9 +60,10 @@ INSTALL_VARIANT ?= threads
 ifeq ($(filter $(INSTALL_VARIANT),$(VARIANTS)),)
 $(error INSTALL_VARIANT=$(INSTALL_VARIANT) is not a variant we build; use one of: $(VARIANTS))
 endif
-# install-systemd: where the unit goes (in systemd's search path for /usr and
-# /usr/local), and the settings file it reads.
+# install-systemd: where the units go (in systemd's search path for /usr and
+# /usr/local), the settings file they read, and where their helper goes.
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+LIBEXECDIR ?= $(PREFIX)/libexec
 ENVFILE  ?= /etc/default/memcached
 
 # --- User-facing targets ------------------------------------------------------
@@ -116,12 +117,15 @@ install: build-$(INSTALL_VARIANT)
 	install -m 0755 $(BUILD)/$(INSTALL_VARIANT)/memcached $(DESTDIR)$(BINDIR)/memcached
 	install -m 0644 $(SRC)/doc/memcached.1 $(DESTDIR)$(MANDIR)/man1/memcached.1
 
-## install-systemd: install memcached.service (for $(BINDIR)/memcached) and, if absent, $(ENVFILE)
+## install-systemd: install memcached.service, memcached@.service (for $(BINDIR)/memcached), their helper and, if absent, $(ENVFILE)
 install-systemd:
-	install -d $(DESTDIR)$(SYSTEMDUNITDIR)
-	sed -e 's|/usr/bin/memcached|$(BINDIR)/memcached|' -e 's|=-/etc/default/memcached|=-$(ENVFILE)|' \
-	    dist/systemd/memcached.service >$(DESTDIR)$(SYSTEMDUNITDIR)/memcached.service
-	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/memcached.service
+	install -d $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(LIBEXECDIR)/memcached
+	install -m 0755 dist/memcached-cmdline $(DESTDIR)$(LIBEXECDIR)/memcached/memcached-cmdline
+	for unit in memcached.service memcached@.service; do \
+	    sed -e 's|/usr/libexec/memcached/|$(LIBEXECDIR)/memcached/|' -e 's|/usr/bin/memcached|$(BINDIR)/memcached|' \
+	        -e 's|=-/etc/default/memcached|=-$(ENVFILE)|' dist/systemd/$$unit >$(DESTDIR)$(SYSTEMDUNITDIR)/$$unit && \
+	    chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$unit || exit 1; \
+	done
 	@# Settings are the operator's: never overwrite them.
 	if [ -e $(DESTDIR)$(ENVFILE) ]; then \
 	    echo "install-systemd: kept the existing $(DESTDIR)$(ENVFILE); see dist/systemd/memcached.env for new settings"; \
@@ -132,7 +136,8 @@ install-systemd:
 ## uninstall: remove what install and install-systemd installed (not the settings file)
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/memcached $(DESTDIR)$(MANDIR)/man1/memcached.1 \
-	    $(DESTDIR)$(SYSTEMDUNITDIR)/memcached.service
+	    $(DESTDIR)$(SYSTEMDUNITDIR)/memcached.service $(DESTDIR)$(SYSTEMDUNITDIR)/memcached@.service \
+	    $(DESTDIR)$(LIBEXECDIR)/memcached/memcached-cmdline
 
 ## deb-source: Debian source package, format 3.0 (quilt), in build/deb/ (dpkg-source -b)
 deb-source: deps-deb

@@ -116,6 +116,12 @@ void check_common_files(const Image &image)
     CHECK(has_mode(d / "etc/conf.d/memcached", 0644));
     CHECK(fixture::slurp(d / "etc/conf.d/memcached") == fixture::slurp(fixture::package_dir() / "files/memcached.confd"));
     CHECK(fixture::slurp(d / "usr/lib/systemd/system/memcached.service") == fixture::slurp(repo / "dist/systemd/memcached.service"));
+    CHECK(fixture::slurp(d / "usr/lib/systemd/system/memcached@.service") == fixture::slurp(repo / "dist/systemd/memcached@.service"));
+    CHECK(has_mode(d / fixture::installed_helper.substr(1), 0755));
+    CHECK(fixture::slurp(d / fixture::installed_helper.substr(1)) == fixture::slurp(fixture::cmdline_helper()));
+    // Upstream's stats tool, as ::gentoo installs it.
+    CHECK(has_mode(d / "usr/bin/memcached-tool", 0755));
+    CHECK(fixture::slurp(d / "usr/bin/memcached-tool").rfind("#!/usr/bin/perl", 0) == 0);
     for (const char *doc : {"README", "NEWS", "ChangeLog", "AUTHORS", "protocol.txt", "threads.txt"}) {
         INFO(doc);
         CHECK(has_mode(d / ("usr/share/doc/" + pf) / doc, 0644));
@@ -180,5 +186,67 @@ TEST_CASE("the ebuild with USE=\"-replication\" installs plain single-threaded m
         INFO(rc.output);
         CHECK(rc.status != 0);
         CHECK(rc.output.find("was built without it") != std::string::npos);
+    }
+}
+
+namespace {
+
+// pkg_postinst alone, as Portage runs it after merging into `root` in place
+// of `replacing` (REPLACING_VERSIONS); its output.
+fixture::CommandResult postinst(const fs::path &root, const std::string &replacing)
+{
+    fixture::ScratchDir work("postinst");
+    return run(quoted(repo / "tests/ebuild/mini-portage") + " --postinst " + quoted(root) + " '" + replacing + "' " +
+               quoted(fixture::package_dir() / (pf + ".ebuild")) + " " + quoted(work / "w") + " 2>&1");
+}
+
+} // namespace
+
+TEST_CASE("pkg_postinst speaks on a first install and an upgrade only, and warns of a 1.6 conf.d's settings 1.2.8 lacks", "[packaging]")
+{
+    fixture::ScratchDir root("postinst-root");
+    fs::create_directories(root / "etc/conf.d");
+    // ::gentoo's conf.d of memcached 1.6, edited as an operator might.
+    std::ofstream(root / "etc/conf.d/memcached")
+        << "MEMUSAGE=\"64\"\nMEMCACHED_RUNAS=\"memcached\"\nPORT=\"11211\"\nUDPPORT=\"${PORT}\"\n"
+           "PIDBASE=\"/var/run/memcached/memcached\"\nMISC_OPTS=\"-v -I 2m -o modern --max-reqs-per-event=20 -M\"\n";
+    const std::string hello = "Settings are in /etc/conf.d/memcached";
+
+    SECTION("a first install explains the settings") {
+        auto r = postinst(root.path(), "");
+        INFO(r.output);
+        CHECK(r.status == 0);
+        CHECK(r.output.find(hello) != std::string::npos);
+        CHECK(r.output.find("WARNING") == std::string::npos);
+    }
+    SECTION("a rebuild of the same version says nothing") {
+        auto r = postinst(root.path(), pf.substr(std::string("memcached-").size()));
+        INFO(r.output);
+        CHECK(r.status == 0);
+        CHECK(r.output.find(hello) == std::string::npos);
+        CHECK(r.output.find("WARNING") == std::string::npos);
+    }
+    SECTION("an upgrade from an older revision explains the settings, with no warning") {
+        auto r = postinst(root.path(), "1.2.8-r99");
+        INFO(r.output);
+        CHECK(r.output.find(hello) != std::string::npos);
+        CHECK(r.output.find("WARNING") == std::string::npos);
+    }
+    SECTION("replacing 1.6 names each setting and option of its conf.d that 1.2.8 lacks") {
+        auto r = postinst(root.path(), "1.6.21");
+        INFO(r.output);
+        CHECK(r.status == 0);
+        CHECK(r.output.find(hello) != std::string::npos);
+        CHECK(r.output.find("This replaces memcached 1.6.21") != std::string::npos);
+        CHECK(r.output.find("PIDBASE is not a setting of this package") != std::string::npos);
+        for (const char *opt : {"-I", "-o", "--max-reqs-per-event=20"}) {
+            INFO(opt);
+            CHECK(r.output.find(std::string("MISC_OPTS has ") + opt + ",") != std::string::npos);
+        }
+        for (const char *known : {"-v", "-M", "MEMUSAGE", "PORT is"}) {
+            INFO(known);
+            CHECK(r.output.find(std::string("has ") + known + ",") == std::string::npos);
+            CHECK(r.output.find(std::string(known) + " is not a setting") == std::string::npos);
+        }
     }
 }

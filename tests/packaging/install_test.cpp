@@ -65,21 +65,39 @@ TEST_CASE("make install puts the threaded server and its man page under DESTDIR 
         CHECK_FALSE(fs::exists(bin));
         CHECK_FALSE(fs::exists(man));
     }
+    SECTION("make uninstall also removes what install-systemd installed, but not the settings") {
+        std::string args = "DESTDIR=" + quoted(destdir.path()) + " PREFIX=/opt/mc";
+        REQUIRE(make("install install-systemd " + args).status == 0);
+        auto result = make("uninstall " + args);
+        INFO(result.output);
+        CHECK(result.status == 0);
+        CHECK_FALSE(fs::exists(destdir / "opt/mc/lib/systemd/system/memcached.service"));
+        CHECK_FALSE(fs::exists(destdir / "opt/mc/lib/systemd/system/memcached@.service"));
+        CHECK_FALSE(fs::exists(destdir / "opt/mc/libexec/memcached/memcached-cmdline"));
+        CHECK(fs::exists(destdir / "etc/default/memcached"));
+    }
 }
 
-TEST_CASE("make install-systemd points the unit at PREFIX's server and keeps an existing settings file", "[packaging]")
+TEST_CASE("make install-systemd points the units at PREFIX's server and helper and keeps an existing settings file", "[packaging]")
 {
     fixture::ScratchDir destdir("install-systemd");
-    fs::path unit = destdir / "opt/mc/lib/systemd/system/memcached.service";
+    fs::path unitdir = destdir / "opt/mc/lib/systemd/system";
+    fs::path helper = destdir / "opt/mc/libexec/memcached/memcached-cmdline";
     fs::path envfile = destdir / "etc/default/memcached";
 
     auto result = make("install-systemd DESTDIR=" + quoted(destdir.path()) + " PREFIX=/opt/mc");
     INFO(result.output);
     REQUIRE(result.status == 0);
-    std::string text = fixture::slurp(unit);
-    CHECK(fixture::exec_start_script(text).find("exec /opt/mc/bin/memcached \"$@\"") != std::string::npos);
-    CHECK(text.find("/usr/bin/memcached") == std::string::npos);
+    CHECK(executable(helper));
+    CHECK(fixture::slurp(helper) == fixture::slurp(fixture::cmdline_helper()));
     CHECK(fixture::slurp(envfile) == fixture::slurp(repo / "dist/systemd/memcached.env"));
+    for (const char *name : {"memcached.service", "memcached@.service"}) {
+        INFO(name);
+        std::string text = fixture::slurp(unitdir / name);
+        CHECK(fixture::exec_start(text) == "/opt/mc/libexec/memcached/memcached-cmdline exec /opt/mc/bin/memcached");
+        CHECK(text.find("/usr/bin/memcached") == std::string::npos);
+        CHECK(text.find("/usr/libexec") == std::string::npos);
+    }
 
     std::ofstream(envfile) << "PORT=\"22122\"\n";
     auto again = make("install-systemd DESTDIR=" + quoted(destdir.path()) + " PREFIX=/opt/mc");
@@ -88,10 +106,13 @@ TEST_CASE("make install-systemd points the unit at PREFIX's server and keeps an 
     CHECK(again.output.find("kept the existing") != std::string::npos);
     CHECK(fixture::slurp(envfile) == "PORT=\"22122\"\n");
 
-    // Last, since only this needs a tool: the unit, installed again just
-    // now the same way, is one systemd accepts.
+    // Last, since only this needs a tool: the units, installed again just
+    // now the same way, are ones systemd accepts.
     fixture::require_tool("systemd-analyze", "systemd");
-    auto verify = run("systemd-analyze verify --man=no " + quoted(unit));
-    INFO(verify.output);
-    CHECK(verify.output.empty());
+    for (const char *name : {"memcached.service", "memcached@.service"}) {
+        std::string verify = fixture::verify_unit(fixture::slurp(unitdir / name),
+                                                  name == std::string("memcached.service") ? name : "memcached@a.service", helper);
+        INFO(name << ": " << verify);
+        CHECK(verify.empty());
+    }
 }

@@ -1,17 +1,20 @@
-// The OpenRC script and the systemd unit turn the same settings into the
-// same memcached command line, and refuse what the server cannot do. The
+// The OpenRC script and the systemd units turn the same settings into the
+// same memcached command line, through the one helper they share
+// (dist/memcached-cmdline), and refuse what the server cannot do. The
 // scripts run under sh with stand-ins: openrc-run's helpers for the init
 // script, and a memcached that only prints its arguments.
 #include <catch2/catch.hpp>
 
 #include "support/packaging.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <regex>
 #include <sstream>
 #include <string>
 #include <sys/stat.h>
+#include <vector>
 
 namespace fs = std::filesystem;
 using fixture::CommandResult;
@@ -62,7 +65,8 @@ struct OpenRC {
 
 // Sources the shipped conf.d, then `edits` (lines an operator would change),
 // then the init script, as openrc-run would for /etc/init.d/memcached; runs
-// checkconfig and memcached_args.
+// checkconfig and memcached_args (with the helper of this tree), and reads
+// its quoted words back the way openrc-run's eval does.
 OpenRC openrc(const std::string &edits, const fs::path &server)
 {
     ScratchDir dir("openrc");
@@ -75,8 +79,11 @@ OpenRC openrc(const std::string &edits, const fs::path &server)
         << edits << "\n"
         << "MEMCACHED_BINARY=" << quoted(server) << "\n"
         << ". " << quoted(initd) << "\n"
+        << "cmdline_helper=" << quoted(fixture::cmdline_helper()) << "\n"
         << "if checkconfig; then echo 'checkconfig: accepted'; else echo 'checkconfig: refused'; fi\n"
-           "echo \"args: $(memcached_args)\"\n";
+           "command_args=$(memcached_args) || echo 'memcached_args: failed'\n"
+           "eval \"set -- $command_args\"\n"
+           "echo \"args: $*\"\n";
     CommandResult r = run("sh " + quoted(dir / "run.sh"));
     OpenRC result{r.output.find("checkconfig: accepted") != std::string::npos, "", r.output};
     std::smatch m;
@@ -85,48 +92,30 @@ OpenRC openrc(const std::string &edits, const fs::path &server)
     return result;
 }
 
-// The Environment= defaults of the unit, as NAME -> value.
-std::map<std::string, std::string> unit_defaults()
+// Runs the units' ExecStart= (the helper of this tree, on a memcached that
+// prints its arguments) with the environment systemd would give it: the
+// settings file, then `edits`.
+std::string systemd_args(const std::map<std::string, std::string> &edits, const Servers &servers,
+                         bool with_settings_file = true)
 {
-    std::map<std::string, std::string> result;
-    std::istringstream in(fixture::slurp(unit));
-    std::string line;
-    while (std::getline(in, line)) {
-        if (line.rfind("Environment=", 0) != 0)
-            continue;
-        std::istringstream words(line.substr(12));
-        std::string word;
-        while (words >> word)
-            result[word.substr(0, word.find('='))] = word.substr(word.find('=') + 1);
-    }
-    return result;
-}
-
-// Runs the unit's ExecStart script with the environment systemd would give
-// it (the unit's defaults, then the settings file, then `edits`) and a
-// memcached that prints its arguments.
-std::string systemd_args(const std::map<std::string, std::string> &edits, const Servers &servers)
-{
-    std::map<std::string, std::string> env = unit_defaults();
-    for (const auto &[name, value] : fixture::settings(fixture::slurp(envfile)))
-        env[name] = value;
+    std::map<std::string, std::string> env;
+    if (with_settings_file)
+        for (const auto &[name, value] : fixture::settings(fixture::slurp(envfile)))
+            env[name] = value;
     for (const auto &[name, value] : edits)
         env[name] = value;
-    std::string script = std::regex_replace(fixture::exec_start_script(fixture::slurp(unit)),
-                                            std::regex("/usr/bin/memcached"), servers.echo_args.string());
-    ScratchDir dir("systemd");
-    std::ofstream(dir / "exec-start.sh") << script << "\n";
+    std::string exec_start = fixture::exec_start(fixture::slurp(unit));
+    REQUIRE(exec_start == fixture::installed_helper + " exec /usr/bin/memcached");
     std::string command = "env -i PATH=/usr/bin:/bin";
     for (const auto &[name, value] : env)
         command += " " + name + "='" + value + "'";
-    CommandResult r = run(command + " sh " + quoted(dir / "exec-start.sh"));
+    CommandResult r = run(command + " " + quoted(fixture::cmdline_helper()) + " exec " + quoted(servers.echo_args));
     INFO(r.output);
     REQUIRE(r.status == 0);
     return std::regex_replace(r.output, std::regex(" *\n$"), "");
 }
 
 const std::string default_args = "-p 11211 -U 0 -m 64 -c 1024 -t 4 -l 127.0.0.1";
-const std::string openrc_prefix = "-d -P /run/memcached/memcached.pid -u memcached ";
 
 } // namespace
 
@@ -136,7 +125,7 @@ TEST_CASE("the OpenRC script starts memcached with the conf.d's settings and no 
     OpenRC rc = openrc("", servers.without_replication);
     INFO(rc.output);
     CHECK(rc.accepted);
-    CHECK(rc.args == openrc_prefix + default_args);
+    CHECK(rc.args == default_args);
 }
 
 TEST_CASE("with peers named, the OpenRC script passes one -x per peer and the other replication settings", "[packaging]")
@@ -147,7 +136,7 @@ TEST_CASE("with peers named, the OpenRC script passes one -x per peer and the ot
                        servers.with_replication);
     INFO(rc.output);
     CHECK(rc.accepted);
-    CHECK(rc.args == openrc_prefix + default_args +
+    CHECK(rc.args == default_args +
                          " -x 10.0.0.2 -x db3.example:11300 -X 11212 -Q 128 -Z prod-eu -v");
 }
 
@@ -206,7 +195,7 @@ TEST_CASE("the systemd unit builds the command line the OpenRC script builds fro
                       "-X 11212 -Q 64 -Z prod -v -M");
         OpenRC rc = openrc(edits, servers.with_replication);
         INFO(rc.output);
-        CHECK(rc.args == openrc_prefix + args);
+        CHECK(rc.args == args);
     }
 }
 
@@ -241,13 +230,11 @@ TEST_CASE("conf.d, the systemd settings file and the defaults in the unit and th
         }
         CHECK(env_settings.size() == confd_settings.size() - 2);
     }
-    SECTION("the unit's defaults are the settings file's values") {
-        auto defaults = unit_defaults();
-        CHECK(defaults.size() == env_settings.size());
-        for (const auto &[name, value] : env_settings) {
-            INFO(name);
-            CHECK(defaults[name] == value);
-        }
+    SECTION("the helper's defaults, for settings a file leaves out, are the settings file's values") {
+        Servers servers;
+        CHECK(systemd_args({}, servers, false) == systemd_args({}, servers));
+        CHECK(systemd_args({{"REPLICATION_PEERS", "10.0.0.2"}}, servers, false) ==
+              systemd_args({{"REPLICATION_PEERS", "10.0.0.2"}}, servers));
     }
     SECTION("the init script's defaults are conf.d's values") {
         std::string text = fixture::slurp(initd);
@@ -261,9 +248,106 @@ TEST_CASE("conf.d, the systemd settings file and the defaults in the unit and th
     }
 }
 
-TEST_CASE("the ebuild installs the unit of dist/systemd unchanged", "[packaging]")
+TEST_CASE("the ebuild's files/ hold the units and the helper of dist/ unchanged", "[packaging]")
 {
-    INFO("ebuild/net-misc/memcached/files/memcached.service differs from dist/systemd/memcached.service: "
-         "edit the one in dist/systemd, then cp dist/systemd/memcached.service ebuild/net-misc/memcached/files/");
-    CHECK(fixture::slurp(fixture::package_dir() / "files/memcached.service") == fixture::slurp(unit));
+    for (const char *name : {"systemd/memcached.service", "systemd/memcached@.service", "memcached-cmdline"}) {
+        fs::path dist = repo / "dist" / name;
+        INFO("ebuild/net-misc/memcached/files/" << dist.filename().string() << " differs from dist/" << name
+             << ": edit the one in dist/, then cp dist/" << name << " ebuild/net-misc/memcached/files/");
+        CHECK(fixture::slurp(fixture::package_dir() / "files" / dist.filename()) == fixture::slurp(dist));
+    }
+}
+
+// The lines of a unit that are not comments or blank.
+std::vector<std::string> directives(const std::string &text)
+{
+    std::vector<std::string> lines;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);)
+        if (!line.empty() && line[0] != '#')
+            lines.push_back(line);
+    return lines;
+}
+
+TEST_CASE("the unit is Type=exec, runs the helper and has /run/memcached for a unix socket", "[packaging]")
+{
+    std::vector<std::string> lines = directives(fixture::slurp(unit));
+    auto has = [&](const std::string &line) { return std::find(lines.begin(), lines.end(), line) != lines.end(); };
+    CHECK(has("Type=exec"));
+    CHECK(has("RuntimeDirectory=memcached"));
+    CHECK(has("ExecStart=" + fixture::installed_helper + " exec /usr/bin/memcached"));
+
+    SECTION("a socket under /run/memcached is passed on as is") {
+        Servers servers;
+        CHECK(systemd_args({{"MISC_OPTS", "-s /run/memcached/memcached.sock -a 0770"}}, servers) ==
+              default_args + " -s /run/memcached/memcached.sock -a 0770");
+    }
+}
+
+TEST_CASE("memcached@NAME.service is memcached.service with NAME's settings files and runtime directory", "[packaging]")
+{
+    std::vector<std::string> service = directives(fixture::slurp(unit));
+    std::vector<std::string> instance = directives(fixture::slurp(repo / "dist/systemd/memcached@.service"));
+    std::vector<std::string> instance_only;
+    for (const std::string &line : instance)
+        if (line.find("%i") != std::string::npos)
+            instance_only.push_back(line);
+    CHECK(instance_only == std::vector<std::string>{
+                               "Description=memcached with repcached-ng replication (instance %i)",
+                               "EnvironmentFile=-/etc/default/memcached.%i",
+                               "EnvironmentFile=-/etc/conf.d/memcached.%i",
+                               "RuntimeDirectory=memcached-%i",
+                           });
+    // Everything else is the service's, in the same order.
+    instance.erase(std::remove_if(instance.begin(), instance.end(),
+                                  [](const std::string &l) { return l.find("%i") != std::string::npos; }),
+                   instance.end());
+    service.erase(std::remove_if(service.begin(), service.end(),
+                                 [](const std::string &l) {
+                                     return l.rfind("Description=", 0) == 0 || l == "RuntimeDirectory=memcached";
+                                 }),
+                  service.end());
+    CHECK(instance == service);
+}
+
+TEST_CASE("the OpenRC script and both units run the one helper, where the packages install it", "[packaging]")
+{
+    std::string text = fixture::slurp(initd);
+    CHECK(text.find("\ncmdline_helper=\"" + fixture::installed_helper + "\"\n") != std::string::npos);
+    for (const char *name : {"memcached.service", "memcached@.service"}) {
+        INFO(name);
+        CHECK(fixture::exec_start(fixture::slurp(repo / "dist/systemd" / name)) ==
+              fixture::installed_helper + " exec /usr/bin/memcached");
+    }
+}
+
+TEST_CASE("the OpenRC script runs memcached under supervise-daemon, as command_user, respawned, with -v's output in a log", "[packaging]")
+{
+    ScratchDir dir("openrc-vars");
+    std::ofstream(dir / "vars.sh") << "RC_SVCNAME=memcached.cache2\n. " << quoted(confd) << "\n. " << quoted(initd) << "\n"
+                                   << "echo \"supervisor=$supervisor command=$command command_user=$command_user\"\n"
+                                      "echo \"pidfile=$pidfile output_log=$output_log error_log=$error_log\"\n"
+                                      "echo \"respawn=$respawn_delay/$respawn_max/$respawn_period ssd=${start_stop_daemon_args:-}\"\n";
+    CommandResult r = run("sh " + quoted(dir / "vars.sh"));
+    INFO(r.output);
+    REQUIRE(r.status == 0);
+    CHECK(r.output.find("supervisor=supervise-daemon command=/usr/bin/memcached command_user=memcached\n") != std::string::npos);
+    CHECK(r.output.find("pidfile=/run/memcached.cache2.pid output_log=/var/log/memcached/memcached.cache2.log "
+                        "error_log=/var/log/memcached/memcached.cache2.log\n") != std::string::npos);
+    CHECK(r.output.find("respawn=2/5/60 ssd=\n") != std::string::npos);
+
+    SECTION("memcached stays in the foreground and is not asked to switch users itself") {
+        Servers servers;
+        OpenRC rc = openrc("MISC_OPTS=\"-v\"", servers.without_replication);
+        INFO(rc.output);
+        CHECK(rc.args == default_args + " -v");
+    }
+}
+
+TEST_CASE("an option with a quote in it reaches memcached as one word through OpenRC's eval", "[packaging]")
+{
+    Servers servers;
+    OpenRC rc = openrc("REPLICATION_PEERS=\"db1\"\nMISC_OPTS=\"-s /run/it's.sock\"", servers.with_replication);
+    INFO(rc.output);
+    CHECK(rc.args == default_args + " -x db1 -X 11212 -Q 64 -s /run/it's.sock");
 }
