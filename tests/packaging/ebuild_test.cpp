@@ -20,7 +20,7 @@ using fixture::run;
 
 namespace {
 
-const std::string pf = "memcached-1.2.8-r100";
+const std::string pf = "memcached-1.2.8-r101";
 
 struct Image {
     std::string use;

@@ -8,7 +8,7 @@ inherit autotools systemd
 # The repcached-ng patch series this revision applies: the project's VERSION,
 # and the tarball its `make dist` writes. A new series is a new revision
 # (-r101, ...), so that an installed package always names its series.
-SERIES_PV="0.1.0"
+SERIES_PV="0.2.0"
 SERIES_P="${P}-repcached-ng-${SERIES_PV}-patches"
 
 DESCRIPTION="memcached 1.2.8 with repcached-ng replication between nodes"
