@@ -3,12 +3,13 @@
 // same items: value, flags, CAS and expiry. Tagged [node]: run once per
 // variant (the threaded build with -t 4), and [stress].
 //
-// Both tests here fail until the series fixes the divergence the second
-// one reduces (a delayed flush_all that an immediate one cancels on one
-// node only). Until then they are tagged [divergence][!mayfail]: they run
-// with every [node] test and print their failures, which count as
-// "failed as expected" (scripts/check reports them apart), never as
-// passed. Drop those two tags with the fix.
+// The test with every command, and its reduction at the end, fail until
+// the series fixes a divergence (a delayed flush_all that an immediate one
+// cancels on one node only). Until then they are tagged
+// [divergence][!mayfail]: they run with every [node] test and print their
+// failures, which count as "failed as expected" (scripts/check reports
+// them apart), never as passed; the same mix without the delayed
+// flush_all must pass. Drop those two tags with the fix.
 #include <catch2/catch.hpp>
 
 #include "support/pair.hpp"
@@ -30,15 +31,19 @@ enum Op { SET, ADD, REPLACE, APPEND, PREPEND, CAS, INCR, DECR, DEL, DEL_HOLD, FL
 const std::array<const char *, OPS> op_names = {"set", "add", "replace", "append", "prepend", "cas",
                                                 "incr", "decr", "delete", "delete <hold>", "flush_all",
                                                 "flush_all <delay>"};
-const std::array<int, OPS> op_weights = {200, 85, 85, 80, 80, 120, 90, 70, 110, 60, 10, 10};
+using Mix = std::array<int, OPS>;
+const Mix every_command = {200, 85, 85, 80, 80, 120, 90, 70, 110, 60, 10, 10};
+// The same without the delayed flush_all (a known divergence, see below),
+// so that everything else stays guarded until that is fixed.
+const Mix but_delayed_flush = {210, 85, 85, 80, 80, 120, 90, 70, 110, 60, 10, 0};
 
-Op pick_op(std::mt19937 &rng)
+Op pick_op(std::mt19937 &rng, const Mix &mix)
 {
     int n = static_cast<int>(rng() % 1000);
     for (int op = 0; op < OPS; op++) {
-        if (n < op_weights[op])
+        if (n < mix[op])
             return static_cast<Op>(op);
-        n -= op_weights[op];
+        n -= mix[op];
     }
     return SET;
 }
@@ -87,10 +92,9 @@ std::map<std::string, long> expiries(const Node &node)
     return when;
 }
 
-} // namespace
-
-TEST_CASE("sixteen clients running every write command on both nodes at once leave them identical",
-          "[node][replication][stress][divergence][!mayfail]")
+// Sixteen clients, eight on each node of a pair, run `mix` on 50 keys;
+// then both nodes must hold the same census and expiry times.
+void stress_pair(const Mix &mix)
 {
     Pair pair;
     REQUIRE(wait_online(pair.a));
@@ -114,7 +118,7 @@ TEST_CASE("sixteen clients running every write command on both nodes at once lea
             std::mt19937 rng(static_cast<unsigned>(client) * 7919u + 1);
             for (int i = 0; i < ops_per_client && std::chrono::steady_clock::now() < deadline; i++) {
                 const std::string &key = keys[rng() % keys.size()];
-                const Op op = pick_op(rng);
+                const Op op = pick_op(rng, mix);
                 const uint32_t flags = rng() % 4;
                 switch (op) {
                 case SET: c.set(key, pick_value(rng, client, i), flags, pick_exptime(rng)); break;
@@ -156,13 +160,13 @@ TEST_CASE("sixteen clients running every write command on both nodes at once lea
     for (auto &t : threads)
         t.join();
 
-    std::ostringstream mix;
+    std::ostringstream counts;
     int total = 0;
     for (int op = 0; op < OPS; op++) {
-        mix << " " << op_names[op] << " " << done[op];
+        counts << " " << op_names[op] << " " << done[op];
         total += done[op];
     }
-    INFO(total << " commands:" << mix.str());
+    INFO(total << " commands:" << counts.str());
     for (auto &e : errors)
         FAIL_CHECK(e);
     CHECK(total > 0);
@@ -215,6 +219,20 @@ TEST_CASE("sixteen clients running every write command on both nodes at once lea
     }
     INFO(differing << " keys expire at different times; first ones:\n" << expiry_differences.str());
     CHECK(differing == 0);
+}
+
+} // namespace
+
+TEST_CASE("sixteen clients running every write command on both nodes at once leave them identical",
+          "[node][replication][stress][divergence][!mayfail]")
+{
+    stress_pair(every_command);
+}
+
+TEST_CASE("sixteen clients running every write command but a delayed flush_all on both nodes leave them identical",
+          "[node][replication][stress]")
+{
+    stress_pair(but_delayed_flush);
 }
 
 // What the stress test above found, reduced: 1.2.8 keeps one pending
