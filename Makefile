@@ -86,7 +86,7 @@ check: all deps-check
 	$(MAKE) --no-print-directory test-binaries
 	scripts/check $(BUILD) $(SRC) $(VARIANTS)
 
-## check-sanitize: the [node] tests against the server built with TSan (threads) and ASan+UBSan (both variants); about 25 minutes
+## check-sanitize: the [node] tests against the server built with TSan (threads) and ASan+UBSan (both variants); about 20 minutes
 check-sanitize: $(foreach s,$(SANITIZE_BUILDS),build-$(s)) deps-check
 	$(MAKE) --no-print-directory test-binaries
 	scripts/check-sanitize $(BUILD) $(SANITIZE_BUILDS)
