@@ -46,6 +46,15 @@ FUZZ_DIR := $(BUILD)/fuzz
 FUZZ_SANITIZERS := -fsanitize=address,undefined -fno-sanitize-recover=all
 # The decoder bails out at REPL_FRAME_MAX; longer inputs only slow it down.
 FUZZ_MAX_LEN ?= 4096
+# make check-sanitize: the patched server built with ThreadSanitizer (threads
+# variant) and with AddressSanitizer and UBSan (both variants), each in a
+# build tree of its own named <sanitizer>-<variant>; any report fails the run.
+SANITIZE_BUILDS := tsan-threads asan-single asan-threads
+SANITIZE_FLAGS_tsan := -fsanitize=thread
+SANITIZE_FLAGS_asan := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+# The binary each sanitizer tests (see the rules below).
+SANITIZE_BINARY_tsan := memcached
+SANITIZE_BINARY_asan := memcached-debug
 # The Debian packages (debian/ + patches/ as debian/patches) are made here.
 DEB_DIR  := $(BUILD)/deb
 
@@ -68,7 +77,7 @@ ENVFILE  ?= /etc/default/memcached
 
 # --- User-facing targets ------------------------------------------------------
 
-.PHONY: all check bench bench-tools demo fuzz patches-check dist manifest deb-source deb install install-systemd uninstall clean distclean help deps-build deps-check deps-deb deps-fuzz
+.PHONY: all check check-sanitize bench bench-tools demo fuzz patches-check dist manifest deb-source deb install install-systemd uninstall clean distclean help deps-build deps-check deps-deb deps-fuzz deps-sanitize
 
 ## all: build memcached (build/single/memcached, build/threads/memcached)
 all: $(foreach v,$(VARIANTS),build-$(v))
@@ -77,6 +86,11 @@ all: $(foreach v,$(VARIANTS),build-$(v))
 check: all deps-check
 	$(MAKE) --no-print-directory test-binaries
 	scripts/check $(BUILD) $(SRC) $(VARIANTS)
+
+## check-sanitize: the [node] tests against the server built with TSan (threads) and ASan+UBSan (both variants); about 20 minutes
+check-sanitize: $(foreach s,$(SANITIZE_BUILDS),build-$(s)) deps-check
+	$(MAKE) --no-print-directory test-binaries
+	scripts/check-sanitize $(BUILD) $(SANITIZE_BUILDS)
 
 ## bench-tools: build the load and lag tool (build/tests/repl-bench)
 bench-tools: $(BENCH_TOOL)
@@ -173,6 +187,9 @@ deps-deb:
 deps-fuzz:
 	@scripts/build-deps fuzz
 
+deps-sanitize:
+	@scripts/build-deps sanitize
+
 # The variants and their configure flags, one per line, for scripts/patches-check.
 .PHONY: variants
 variants:
@@ -203,6 +220,25 @@ $(foreach v,$(VARIANTS) $(PLAIN_VARIANTS),$(BUILD)/$(v)/config.status): $(BUILD)
 .PHONY: $(foreach v,$(VARIANTS) $(PLAIN_VARIANTS),build-$(v))
 $(foreach v,$(VARIANTS) $(PLAIN_VARIANTS),build-$(v)): build-%: $(BUILD)/%/config.status
 	$(MAKE) -C $(BUILD)/$* --no-print-directory
+
+# The sanitized builds: clang, -O1 -g, the variant's configure flags. ASan
+# and UBSan test memcached-debug, the binary upstream's own `make test`
+# runs: it keeps the assertions that memcached (-DNDEBUG) compiles out.
+# TSan tests memcached, the binary we ship: some of upstream's assertions
+# read item flags without the lock (drive_machine's ITEM_SLABBED check
+# while another thread sets ITEM_DELETED in the same byte), a race only
+# the debug build has.
+$(foreach s,$(SANITIZE_BUILDS),$(BUILD)/$(s)/config.status): $(BUILD)/%/config.status: $(BUILD)/.patched | deps-sanitize
+	rm -rf $(BUILD)/$*
+	mkdir -p $(BUILD)/$*
+	cd $(BUILD)/$* && CC=$(CLANG) CFLAGS='$(SANITIZE_FLAGS_$(word 1,$(subst -, ,$*))) -g -O1' \
+	    LDFLAGS='$(SANITIZE_FLAGS_$(word 1,$(subst -, ,$*)))' CONFIG_SHELL=$(CONFIG_SHELL) \
+	    $(CONFIG_SHELL) $(CURDIR)/$(SRC)/configure $(CONFIGURE_FLAGS_$(word 2,$(subst -, ,$*))) >configure.log 2>&1 || \
+	    { cat configure.log; echo "make: configure of the $* build failed (log above)" >&2; exit 1; }
+
+.PHONY: $(foreach s,$(SANITIZE_BUILDS),build-$(s))
+$(foreach s,$(SANITIZE_BUILDS),build-$(s)): build-%: $(BUILD)/%/config.status
+	$(MAKE) -C $(BUILD)/$* --no-print-directory $(SANITIZE_BINARY_$(word 1,$(subst -, ,$*)))
 
 # Test programs; run by a second make so that $(SRC) exists when it parses.
 TEST_MAIN     := $(BUILD)/tests/main.o

@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <atomic>
 #include <csignal>
+#include <cstdlib>
 #include <netinet/in.h>
 #include <optional>
 #include <random>
@@ -417,7 +418,16 @@ TEST_CASE("a frozen peer costs at most the queue bound, and thawed it resyncs", 
     CHECK(std::stoull(stats["peer0:queue_bytes"]) <= 1024 * 1024 + 64 * 1024);
     CHECK(std::stoull(stats["peer0:overflows"]) >= 1);
     // The data itself is ~9 MiB in the slabs; the queue may add 1 MiB more.
-    CHECK(pair.a.rss_kib() - rss_before < 24 * 1024);
+    // Under a sanitizer (make check-sanitize sets MEMCACHED_SANITIZER) the
+    // process also holds shadow memory for all of it (ASan one byte per
+    // eight, TSan four per byte), and ASan keeps every freed queue buffer
+    // resident in its quarantine (256 MB by default): measured (2026-11-27)
+    // at 37 MiB (TSan) and 40 MiB (ASan). There the bound only catches a
+    // gross leak; the queue_bytes check above is what holds the queue to -Q.
+    const char *sanitizer = getenv("MEMCACHED_SANITIZER");
+    const long rss_bound_kib = sanitizer && *sanitizer ? 64 * 1024 : 24 * 1024;
+    INFO("MEMCACHED_SANITIZER=" << (sanitizer ? sanitizer : "") << ": RSS bound " << rss_bound_kib << " KiB");
+    CHECK(pair.a.rss_kib() - rss_before < rss_bound_kib);
 
     // Nor does A spin on the frozen peer (repcached 2.2 took a whole CPU
     // and stopped answering): over two idle seconds it uses less than a

@@ -32,9 +32,10 @@ uint16_t free_port();
 // build of this tree.
 std::string memcached_binary();
 
-// Waits until `condition` holds, polling, for at most `timeout`. On timeout
-// returns false; `last_seen`, if given, says what was observed last so the
-// failure message can show it.
+// Waits until `condition` holds, polling, for at most `timeout` (four
+// times as long against a sanitized server: MEMCACHED_SANITIZER set). On
+// timeout returns false; `last_seen`, if given, says what was observed
+// last so the failure message can show it.
 bool eventually(const std::function<bool()> &condition,
                 std::chrono::milliseconds timeout = std::chrono::seconds(10),
                 std::string *last_seen = nullptr,
