@@ -11,11 +11,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-uint64_t stat(const Node &node, const std::string &name)
-{
-    return std::stoull(replication_stats(node)[name]);
-}
-
 // Sets `key` on the writer and waits until the reader has it: the link
 // carries frames in order, so whatever the writer sent before has then
 // been applied by the reader.
@@ -53,4 +48,62 @@ TEST_CASE("a set that arrives already expired removes the older value on the pee
     INFO("B still serves k = " << (on_b ? on_b->value : "(miss)"));
     CHECK_FALSE(on_b);
     CHECK(pair.converge({"k", "barrier"}) == "");
+}
+
+TEST_CASE("a node that cannot store what its peer sends drops the older value and says so", "[node][replication][integrity]")
+{
+    // B has 2 MB and may not evict (-M): most of A's 4 MB of writes do
+    // not fit there.
+    uint16_t repl_a = free_port(), repl_b = free_port();
+    Node a(replication_args(repl_a, repl_b, {"-m", "64"}));
+    Node b(replication_args(repl_b, repl_a, {"-m", "2", "-M"}));
+    REQUIRE(wait_online(a));
+    REQUIRE(wait_online(b));
+
+    auto keys = fill(a, "k:", 4000, 10);
+    std::string difference;
+    CHECK(eventually([&] { return (difference = census_difference(census(a, keys), census(b, keys))).empty(); }, 30s));
+    REQUIRE(difference == "");
+
+    fill(a, "k:", 4000, 1000);
+    barrier(a, b);
+    auto on_a = census(a, keys);
+    auto on_b = census(b, keys);
+    REQUIRE(on_a.size() == keys.size());
+
+    SECTION("B serves A's value or nothing, never the value A replaced") {
+        size_t stale = 0;
+        std::string first_stale;
+        for (const auto &[key, item] : on_b) {
+            if (item.value != on_a[key].value && stale++ == 0)
+                first_stale = key + " = '" + item.value + "'";
+        }
+        INFO("B holds " << on_b.size() << " of " << keys.size() << " keys, " << stale
+                        << " of them older than A's; the first: " << first_stale);
+        CHECK(stale == 0);
+        CHECK(on_b.size() < keys.size());
+    }
+    SECTION("every write B could not store is counted, with the reason") {
+        auto stats = replication_stats(b);
+        INFO("B's peer0: state " << stats["peer0:state"] << ", apply_failed '" << stats["peer0:apply_failed"]
+                                 << "', last_error " << stats["peer0:last_error"]);
+        REQUIRE(stats.count("peer0:apply_failed") == 1);
+        CHECK(std::stoull(stats["peer0:apply_failed"]) == keys.size() - on_b.size());
+        CHECK(stats["peer0:last_error"].find("out of memory") != std::string::npos);
+    }
+    SECTION("a resync that B cannot store in full is counted, with the reason") {
+        b.kill9();
+        b.restart();
+        REQUIRE(wait_online(b, 30s));
+        std::map<std::string, std::string> stats;
+        bool counted = eventually([&] {
+            stats = replication_stats(b);
+            return stats.count("peer0:resync_mismatches") == 1 && stats["peer0:resync_mismatches"] != "0";
+        }, 20s);
+        INFO("B's peer0: resync_mismatches '" << stats["peer0:resync_mismatches"] << "', last_resync_items "
+                                              << stats["peer0:last_resync_items"] << ", last_error "
+                                              << stats["peer0:last_error"]);
+        CHECK(counted);
+        CHECK(stats["peer0:last_error"].find("resync incomplete") != std::string::npos);
+    }
 }
