@@ -107,3 +107,30 @@ TEST_CASE("a node that cannot store what its peer sends drops the older value an
         CHECK(stats["peer0:last_error"].find("resync incomplete") != std::string::npos);
     }
 }
+
+TEST_CASE("every key a client can store reaches the peer byte for byte", "[node][replication][integrity]")
+{
+    Pair pair;
+    REQUIRE(wait_online(pair.a));
+    Client a(pair.a), b(pair.b);
+    // 1.2.8 splits a command line on spaces only: a tab, a carriage return
+    // inside a key, any control character, DEL and bytes over 0x7f are
+    // part of the key.
+    std::string high;
+    for (int c = 0x80; c <= 0xff; c++)
+        high += char(c);
+    const std::vector<std::string> keys = {"a\tb", "user\r42", "\x01", "bell\x07", "\x7f", "esc\x1b[0m", high.substr(0, 100)};
+    for (const auto &key : keys)
+        REQUIRE(a.set(key, "v:" + key) == "STORED");
+    barrier(pair.a, pair.b);
+    auto on_b = census(pair.b, keys);
+    INFO(census_difference(census(pair.a, keys), on_b));
+    CHECK(on_b.size() == keys.size());
+    CHECK(pair.converge(keys) == "");
+    CHECK(replication_stats(pair.b)["peer0:last_error"] == "none");
+
+    // A delete of such a key reaches the peer too.
+    REQUIRE(a.del("a\tb") == "DELETED");
+    barrier(pair.a, pair.b);
+    CHECK_FALSE(b.get("a\tb"));
+}
