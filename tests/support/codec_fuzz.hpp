@@ -33,14 +33,13 @@ inline bool is_status(int s)
     return false;   // REPL_E_NO_SPACE is the encoder's alone
 }
 
-// The key rules of repl_codec.h: 1 to 250 bytes, no space, control or DEL.
+// The key rules of repl_codec.h: 1 to 250 bytes, no NUL, space or newline.
 inline bool key_is_valid(const char *key, size_t n)
 {
     if (n == 0 || n > REPL_KEY_MAX)
         return false;
     for (size_t i = 0; i < n; i++) {
-        unsigned char c = key[i];
-        if (c <= ' ' || c == 0x7f)
+        if (key[i] == '\0' || key[i] == ' ' || key[i] == '\n')
             return false;
     }
     return true;

@@ -387,14 +387,19 @@ std::map<std::string, Item> Client::retrieve(const std::string &verb, const std:
         std::string line = read_line();
         if (line == "END")
             return found;
-        std::istringstream header(line);
-        std::string word, key;
+        // The server separates fields with spaces only, and a key may hold
+        // any other byte (a tab, a carriage return): not operator>>.
+        size_t key_end = line.find(' ', 6);
+        if (line.compare(0, 6, "VALUE ") != 0 || key_end == std::string::npos || key_end == 6)
+            throw std::runtime_error("unexpected reply to " + verb + ": " + line);
+        std::string key = line.substr(6, key_end - 6);
+        std::istringstream header(line.substr(key_end));
         size_t bytes = 0;
         Item item;
-        header >> word >> key >> item.flags >> bytes;
+        header >> item.flags >> bytes;
         if (verb == "gets")
             header >> item.cas;
-        if (!header || word != "VALUE")
+        if (!header)
             throw std::runtime_error("unexpected reply to " + verb + ": " + line);
         item.value = read_exact(bytes);
         if (read_exact(2) != "\r\n")
