@@ -207,8 +207,11 @@ TEST_HEADERS  := $(wildcard tests/support/*.hpp tests/maint/*.hpp)
 # The pure parts of the replication code, linked into the unit tests as is.
 TEST_C_OBJECTS := $(patsubst $(SRC)/%.c,$(BUILD)/tests/%.o,$(wildcard $(SRC)/repl_codec.c $(SRC)/hlc.c))
 
+# Preloaded into the nodes of the tests of racing writes (see the file).
+LOCK_HANDOFF  := $(BUILD)/tests/lock_handoff.so
+
 .PHONY: test-binaries
-test-binaries: $(BUILD)/tests/repcached-tests
+test-binaries: $(BUILD)/tests/repcached-tests $(LOCK_HANDOFF)
 
 $(TEST_MAIN): tests/support/main.cpp
 	mkdir -p $(dir $@)
@@ -216,6 +219,10 @@ $(TEST_MAIN): tests/support/main.cpp
 
 $(BUILD)/tests/%.o: $(SRC)/%.c
 	$(CC) -std=gnu99 -Wall -Wextra -O1 -g -c $< -o $@
+
+$(LOCK_HANDOFF): tests/tools/lock_handoff.c
+	mkdir -p $(dir $@)
+	$(CC) -std=gnu99 -Wall -Wextra -O2 -g -shared -fPIC -o $@ $< -ldl
 
 $(BUILD)/tests/repcached-tests: $(TEST_MAIN) $(TEST_SOURCES) $(TEST_HEADERS) $(TEST_C_OBJECTS)
 	$(CXX) $(TEST_CXXFLAGS) -o $@ $(TEST_MAIN) $(TEST_SOURCES) $(TEST_C_OBJECTS)
