@@ -252,9 +252,11 @@ TEST_C_OBJECTS := $(patsubst $(SRC)/%.c,$(BUILD)/tests/%.o,$(wildcard $(SRC)/rep
 # only; a change to our headers recompiles all, and -MMD records which of
 # memcached's headers each includes.
 TEST_OBJECTS  := $(patsubst tests/%.cpp,$(BUILD)/tests/obj/%.o,$(TEST_SOURCES))
+# Preloaded into the nodes of the tests of racing writes (see the file).
+LOCK_HANDOFF  := $(BUILD)/tests/lock_handoff.so
 
 .PHONY: test-binaries
-test-binaries: $(BUILD)/tests/repcached-tests
+test-binaries: $(BUILD)/tests/repcached-tests $(LOCK_HANDOFF)
 
 $(TEST_MAIN): tests/support/main.cpp $(TEST_HEADERS)
 	mkdir -p $(dir $@)
@@ -271,6 +273,10 @@ $(BUILD)/tests/repcached-tests: $(TEST_MAIN) $(TEST_OBJECTS) $(TEST_C_OBJECTS)
 	$(CXX) $(TEST_CXXFLAGS) -o $@ $(TEST_MAIN) $(TEST_OBJECTS) $(TEST_C_OBJECTS)
 
 -include $(TEST_MAIN:.o=.d) $(TEST_OBJECTS:.o=.d)
+
+$(LOCK_HANDOFF): tests/tools/lock_handoff.c
+	mkdir -p $(dir $@)
+	$(CC) -std=gnu99 -Wall -Wextra -O2 -g -shared -fPIC -o $@ $< -ldl
 
 # Optimised, unlike the tests: it must not be the bottleneck it measures.
 $(BENCH_TOOL): tests/tools/repl_bench.cpp
