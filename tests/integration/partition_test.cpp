@@ -216,9 +216,9 @@ TEST_CASE("a pair whose link delays by 50 ms and loses 2 % of packets converges"
     // namespace that holds each byte for 50 ms, both ways; both ends drop
     // one packet in 50 that arrive on the veth.
     auto rules = [&](const std::string &peer_host, const std::string &veth) {
-        return "chain redirect { type nat hook output priority -100; meta mark != " + std::to_string(proxy_mark) +
+        return "chain to_proxy { type nat hook output priority -100; meta mark != " + std::to_string(proxy_mark) +
                " ip daddr " + peer_host + " tcp dport " + std::to_string(repl_port) + " redirect to :" +
-               std::to_string(proxy_port) + "; }\n" + "chain loss { type filter hook input priority 0; iifname \"" +
+               std::to_string(proxy_port) + "; }\n" + "chain lossy { type filter hook input priority 0; iifname \"" +
                veth + "\" numgen random mod 50 0 drop; }";
     };
     NftTable slow_a(pair.ns_a, "slow", rules(host_b, pair.veth.name_a()));
