@@ -42,6 +42,9 @@ DIST_TARBALL := $(BUILD)/memcached-$(UPSTREAM_VERSION)-repcached-ng-$(SERIES_VER
 CLANG    ?= clang
 CLANGXX  ?= clang++
 FUZZ_SECONDS ?= 30
+# make soak: kill -9 cycles of a replicated pair under writes (make check
+# runs 5 of them on each variant).
+SOAK_CYCLES ?= 100
 FUZZ_DIR := $(BUILD)/fuzz
 FUZZ_SANITIZERS := -fsanitize=address,undefined -fno-sanitize-recover=all
 # The decoder bails out at REPL_FRAME_MAX; longer inputs only slow it down.
@@ -77,7 +80,7 @@ ENVFILE  ?= /etc/default/memcached
 
 # --- User-facing targets ------------------------------------------------------
 
-.PHONY: all check check-sanitize bench bench-tools demo fuzz patches-check dist manifest deb-source deb install install-systemd uninstall clean distclean help deps-build deps-check deps-deb deps-fuzz deps-sanitize
+.PHONY: soak all check check-sanitize bench bench-tools demo fuzz patches-check dist manifest deb-source deb install install-systemd uninstall clean distclean help deps-build deps-check deps-deb deps-fuzz deps-sanitize
 
 ## all: build memcached (build/single/memcached, build/threads/memcached)
 all: $(foreach v,$(VARIANTS),build-$(v))
@@ -113,6 +116,12 @@ fuzz: $(BUILD)/.patched deps-fuzz
 	    -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds || \
 	    { echo "make fuzz: the fuzzer found an input that breaks the decoder (saved as $(FUZZ_DIR)/crash-*, report above);" \
 	        "reproduce it with $(FUZZ_DIR)/repl-codec-fuzz FILE, and add it to tests/unit/repl_codec_test.cpp once fixed" >&2; exit 1; }
+
+## soak: kill -9 either node of a pair under writes SOAK_CYCLES (default 100) times, on the threaded build
+soak: build-threads
+	$(MAKE) --no-print-directory test-binaries
+	MEMCACHED_BIN=$(CURDIR)/$(BUILD)/threads/memcached MEMCACHED_VARIANT=threads SOAK_CYCLES=$(SOAK_CYCLES) \
+	    $(BUILD)/tests/repcached-tests '[soak]'
 
 ## patches-check: DEP-3 headers, fuzz 0, refresh a no-op; every prefix builds and passes a smoke test
 patches-check: deps-build

@@ -23,8 +23,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Connects to 127.0.0.1:port, or returns -1.
-int connect_loopback(uint16_t port)
+// Connects to host:port (an IPv4 address), or returns -1.
+int connect_to(const std::string &host, uint16_t port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -32,7 +32,11 @@ int connect_loopback(uint16_t port)
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
+        close(fd);
+        errno = EINVAL;
+        return -1;
+    }
     if (connect(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr) != 0) {
         close(fd);
         return -1;
@@ -50,9 +54,9 @@ int connect_loopback(uint16_t port)
     return fd;
 }
 
-bool answers_version(uint16_t port)
+bool answers_version(const std::string &host, uint16_t port)
 {
-    int fd = connect_loopback(port);
+    int fd = connect_to(host, port);
     if (fd < 0)
         return false;
     timeval tv{0, 200000};
@@ -124,7 +128,8 @@ bool eventually(const std::function<bool()> &condition, std::chrono::millisecond
     }
 }
 
-Node::Node(std::vector<std::string> args, uint16_t port) : args_(std::move(args)), port_(port)
+Node::Node(std::vector<std::string> args, uint16_t port, std::string host)
+    : args_(std::move(args)), port_(port), host_(std::move(host))
 {
     char path[] = "/tmp/repcached-node-XXXXXX";
     int fd = mkstemp(path);
@@ -162,7 +167,7 @@ Node::~Node()
 
 void Node::start()
 {
-    std::vector<std::string> argv = {memcached_binary(), "-l", "127.0.0.1", "-p", std::to_string(port_), "-U", "0"};
+    std::vector<std::string> argv = {memcached_binary(), "-l", host_, "-p", std::to_string(port_), "-U", "0"};
     // memcached refuses to run as root without a user to switch to.
     if (geteuid() == 0) {
         argv.push_back("-u");
@@ -196,7 +201,7 @@ void Node::start()
     pid_ = pid;
 
     auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (!answers_version(port_)) {
+    while (!answers_version(host_, port_)) {
         int status;
         if (waitpid(pid_, &status, WNOHANG) == pid_) {
             pid_ = -1;
@@ -284,10 +289,10 @@ long Node::cpu_ticks() const
     return utime < 0 || stime < 0 ? -1 : utime + stime;
 }
 
-Client::Client(uint16_t port) : fd_(connect_loopback(port))
+Client::Client(const std::string &host, uint16_t port) : fd_(connect_to(host, port))
 {
     if (fd_ < 0)
-        throw std::runtime_error("cannot connect to 127.0.0.1:" + std::to_string(port) + ": " + strerror(errno));
+        throw std::runtime_error("cannot connect to " + host + ":" + std::to_string(port) + ": " + strerror(errno));
 }
 
 Client::~Client() { close(fd_); }

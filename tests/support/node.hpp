@@ -41,18 +41,21 @@ bool eventually(const std::function<bool()> &condition,
                 std::string *last_seen = nullptr,
                 const std::function<std::string()> &describe = nullptr);
 
-// One memcached process listening on 127.0.0.1 only.
+// One memcached process listening on one address only: 127.0.0.1, or
+// `host` (a node in a network namespace, started while the calling thread
+// is in it: see support/netns.hpp).
 class Node {
 public:
-    // Starts the server with `-l 127.0.0.1 -p <port> -U 0` plus `args`, and
+    // Starts the server with `-l <host> -p <port> -U 0` plus `args`, and
     // waits until it answers `version`. Throws (with the server's stderr) if
     // it exits or does not answer within 10 s.
-    explicit Node(std::vector<std::string> args = {}, uint16_t port = 0);
+    explicit Node(std::vector<std::string> args = {}, uint16_t port = 0, std::string host = "127.0.0.1");
     ~Node();
     Node(const Node &) = delete;
     Node &operator=(const Node &) = delete;
 
     uint16_t port() const { return port_; }
+    const std::string &host() const { return host_; }
     pid_t pid() const { return pid_; }
     bool running() const { return pid_ > 0; }
 
@@ -78,6 +81,7 @@ private:
 
     std::vector<std::string> args_;
     uint16_t port_;
+    std::string host_;
     pid_t pid_ = -1;
     std::string log_path_;
 };
@@ -93,8 +97,9 @@ struct Item {
 // reads its whole reply; a reply the protocol does not allow throws.
 class Client {
 public:
-    explicit Client(uint16_t port);
-    explicit Client(const Node &node) : Client(node.port()) {}
+    explicit Client(uint16_t port) : Client("127.0.0.1", port) {}
+    Client(const std::string &host, uint16_t port);
+    explicit Client(const Node &node) : Client(node.host(), node.port()) {}
     ~Client();
     Client(const Client &) = delete;
     Client &operator=(const Client &) = delete;
