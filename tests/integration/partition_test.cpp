@@ -46,10 +46,10 @@ struct SplitPair {
     {
         {
             NetnsScope in(ns_a);
-            a = std::make_unique<Node>(args_for(host_b), client_port, host_a);
+            a = std::make_unique<Node>(args_for(host_b), client_port, Node::Wait::serving, std::vector<std::string>{}, host_a);
         }
         NetnsScope in(ns_b);
-        b = std::make_unique<Node>(args_for(host_a), client_port, host_b);
+        b = std::make_unique<Node>(args_for(host_a), client_port, Node::Wait::serving, std::vector<std::string>{}, host_b);
     }
 
     const Netns &ns_of(const Node &node) const { return &node == a.get() ? ns_a : ns_b; }

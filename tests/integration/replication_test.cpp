@@ -236,7 +236,7 @@ TEST_CASE("a node restarted empty gets every key back while writes go on", "[nod
     REQUIRE(pair.converge(keys, 60s) == "");
 
     pair.b.kill9();
-    pair.b.restart();
+    pair.b.restart(Node::Wait::nothing);
 
     // A writer keeps going on A while B resyncs.
     std::atomic<bool> stop{false};
@@ -251,7 +251,7 @@ TEST_CASE("a node restarted empty gets every key back while writes go on", "[nod
                 a.set("bulk:" + std::to_string(i), "rewritten");
         }
     });
-    bool online = wait_online(pair.b, 60s);
+    bool online = pair.b.wait_serving(60s) && wait_online(pair.b, 60s);
     stop = true;
     writer.join();
     REQUIRE(online);
@@ -278,7 +278,9 @@ TEST_CASE("a node restarted empty does not send the peer's items back to it", "[
     // resync would walk (a setup, not a synchronisation).
     pair.b.kill9();
     std::this_thread::sleep_for(4s);
-    pair.b.restart();
+    // B opens its client port only once it holds A's 150,000 items.
+    pair.b.restart(Node::Wait::nothing);
+    REQUIRE(pair.b.wait_serving(60s));
     REQUIRE(wait_online(pair.b, 60s));
     CHECK(pair.converge(keys, 60s) == "");
 

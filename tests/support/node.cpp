@@ -128,8 +128,8 @@ bool eventually(const std::function<bool()> &condition, std::chrono::millisecond
     }
 }
 
-Node::Node(std::vector<std::string> args, uint16_t port, std::string host)
-    : args_(std::move(args)), port_(port), host_(std::move(host))
+Node::Node(std::vector<std::string> args, uint16_t port, Wait wait, std::vector<std::string> env, std::string host)
+    : args_(std::move(args)), env_(std::move(env)), port_(port), host_(std::move(host))
 {
     char path[] = "/tmp/repcached-node-XXXXXX";
     int fd = mkstemp(path);
@@ -145,7 +145,7 @@ Node::Node(std::vector<std::string> args, uint16_t port, std::string host)
         if (chosen)
             port_ = free_port();
         try {
-            start();
+            start(wait);
             return;
         } catch (const std::exception &) {
             bool port_taken = log().find("failed to listen") != std::string::npos ||
@@ -165,7 +165,7 @@ Node::~Node()
     unlink(log_path_.c_str());
 }
 
-void Node::start()
+void Node::start(Wait wait)
 {
     std::vector<std::string> argv = {memcached_binary(), "-l", host_, "-p", std::to_string(port_), "-U", "0"};
     // memcached refuses to run as root without a user to switch to.
@@ -182,6 +182,12 @@ void Node::start()
     for (auto &a : argv)
         cargv.push_back(a.data());
     cargv.push_back(nullptr);
+    std::vector<char *> cenv;
+    for (char **e = environ; *e != nullptr; e++)
+        cenv.push_back(*e);
+    for (auto &e : env_)
+        cenv.push_back(e.data());
+    cenv.push_back(nullptr);
 
     pid_t pid = fork();
     if (pid < 0) {
@@ -193,14 +199,25 @@ void Node::start()
         dup2(null_fd, 0);
         dup2(log_fd, 1);
         dup2(log_fd, 2);
-        execv(cargv[0], cargv.data());
+        execve(cargv[0], cargv.data(), cenv.data());
         dprintf(2, "exec %s: %s\n", cargv[0], strerror(errno));
         _exit(127);
     }
     close(log_fd);
     pid_ = pid;
 
-    auto deadline = std::chrono::steady_clock::now() + 10s;
+    if (wait == Wait::serving && !wait_serving(10s)) {
+        reap(SIGKILL);
+        throw std::runtime_error("memcached on port " + std::to_string(port_) +
+                                 " did not answer within 10 s; its output:\n" + log());
+    }
+}
+
+bool Node::wait_serving(std::chrono::milliseconds timeout)
+{
+    if (pid_ <= 0)
+        throw std::runtime_error("memcached on port " + std::to_string(port_) + " is not running");
+    auto deadline = std::chrono::steady_clock::now() + timeout;
     while (!answers_version(host_, port_)) {
         int status;
         if (waitpid(pid_, &status, WNOHANG) == pid_) {
@@ -208,13 +225,20 @@ void Node::start()
             throw std::runtime_error("memcached on port " + std::to_string(port_) +
                                      " exited at start; its output:\n" + log());
         }
-        if (std::chrono::steady_clock::now() > deadline) {
-            reap(SIGKILL);
-            throw std::runtime_error("memcached on port " + std::to_string(port_) +
-                                     " did not answer within 10 s; its output:\n" + log());
-        }
+        if (std::chrono::steady_clock::now() > deadline)
+            return false;
         std::this_thread::sleep_for(5ms);
     }
+    return true;
+}
+
+bool Node::accepts_connections() const
+{
+    int fd = connect_loopback(port_);
+    if (fd < 0)
+        return false;
+    close(fd);
+    return true;
 }
 
 void Node::reap(int signal)
@@ -239,11 +263,11 @@ void Node::reap(int signal)
 void Node::kill9() { reap(SIGKILL); }
 void Node::terminate() { reap(SIGTERM); }
 
-void Node::restart()
+void Node::restart(Wait wait)
 {
     if (pid_ > 0)
         reap(SIGKILL);
-    start();
+    start(wait);
 }
 
 void Node::freeze()

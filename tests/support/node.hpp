@@ -46,10 +46,17 @@ bool eventually(const std::function<bool()> &condition,
 // is in it: see support/netns.hpp).
 class Node {
 public:
+    // What starting a node waits for: until it answers `version` (a node
+    // with peers opens its port only once its first resync is done), or
+    // nothing, for a test that watches a node before it serves.
+    enum class Wait { serving, nothing };
+
     // Starts the server with `-l <host> -p <port> -U 0` plus `args`, and
     // waits until it answers `version`. Throws (with the server's stderr) if
-    // it exits or does not answer within 10 s.
-    explicit Node(std::vector<std::string> args = {}, uint16_t port = 0, std::string host = "127.0.0.1");
+    // it exits or does not answer within 10 s. `env` ("NAME=value") is
+    // added to the environment it inherits.
+    explicit Node(std::vector<std::string> args = {}, uint16_t port = 0, Wait wait = Wait::serving,
+                  std::vector<std::string> env = {}, std::string host = "127.0.0.1");
     ~Node();
     Node(const Node &) = delete;
     Node &operator=(const Node &) = delete;
@@ -62,8 +69,13 @@ public:
     // Stops the process by PID: SIGKILL (a crash) or SIGTERM (a clean stop).
     void kill9();
     void terminate();
-    // Starts it again with the same port and arguments.
-    void restart();
+    // Starts it again with the same port, arguments and environment.
+    void restart(Wait wait = Wait::serving);
+    // Waits until it answers `version`, for at most `timeout`: false on
+    // timeout; throws (with its output) if it exits.
+    bool wait_serving(std::chrono::milliseconds timeout);
+    // Whether a client can connect to its port now.
+    bool accepts_connections() const;
     // SIGSTOP / SIGCONT: a frozen peer.
     void freeze();
     void thaw();
@@ -76,10 +88,11 @@ public:
     long cpu_ticks() const;
 
 private:
-    void start();
+    void start(Wait wait);
     void reap(int signal);
 
     std::vector<std::string> args_;
+    std::vector<std::string> env_;
     uint16_t port_;
     std::string host_;
     pid_t pid_ = -1;
