@@ -27,7 +27,7 @@ inline bool is_status(int s)
     switch (s) {
     case REPL_OK: case REPL_NEED_MORE: case REPL_E_TOO_LARGE: case REPL_E_UNKNOWN_TYPE:
     case REPL_E_MALFORMED: case REPL_E_BAD_KEY: case REPL_E_BAD_MAGIC:
-    case REPL_E_BAD_VERSION: case REPL_E_BAD_CLUSTER:
+    case REPL_E_BAD_VERSION: case REPL_E_BAD_CLUSTER: case REPL_E_BAD_AUTH:
         return true;
     }
     return false;   // REPL_E_NO_SPACE is the encoder's alone
@@ -123,6 +123,14 @@ inline std::string decoder_violation(const char *buf, size_t len)
             return "invalid cluster name accepted";
         if (f.proto_version != REPL_PROTO_VERSION)
             return "protocol version " + std::to_string(f.proto_version) + " accepted";
+        if (f.auth != REPL_AUTH_NONE && f.auth != REPL_AUTH_HMAC_SHA256)
+            return "authentication method " + std::to_string(f.auth) + " accepted";
+        if (!inside(f.nonce, REPL_NONCE_LEN))
+            return "nonce outside the frame";
+        break;
+    case REPL_FRAME_AUTH:
+        if (!inside(f.mac, REPL_MAC_LEN))
+            return "mac outside the frame";
         break;
     case REPL_FRAME_FLUSH: case REPL_FRAME_SYNC_BEGIN: case REPL_FRAME_SYNC_END: case REPL_FRAME_PING:
         break;
@@ -145,13 +153,15 @@ inline std::string decoder_violation(const char *buf, size_t len)
     return "";
 }
 
-// One small frame of each type, and the longest key and cluster name, made
-// by the encoder: seeds to mutate.
+// One small frame of each type (a HELLO with and without a secret), and
+// the longest key and cluster name, made by the encoder: seeds to mutate.
 inline std::vector<std::string> seed_frames()
 {
     static const std::string longest_key(REPL_KEY_MAX, 'k');
     static const std::string longest_cluster(REPL_MAX_CLUSTER_NAME, 'c');
-    std::vector<repl_frame> frames(10);
+    static const std::string nonce(REPL_NONCE_LEN, '\x5a');
+    static const std::string mac(REPL_MAC_LEN, '\xa5');
+    std::vector<repl_frame> frames(12);
     for (auto &f : frames)
         std::memset(&f, 0, sizeof f);
     frames[0].type = REPL_FRAME_HELLO;
@@ -190,6 +200,11 @@ inline std::vector<std::string> seed_frames()
     frames[9] = frames[3];
     frames[9].key = longest_key.data();
     frames[9].nkey = REPL_KEY_MAX;
+    frames[10] = frames[0];             // a node with a secret (-K)
+    frames[10].auth = REPL_AUTH_HMAC_SHA256;
+    frames[10].nonce = nonce.data();
+    frames[11].type = REPL_FRAME_AUTH;
+    frames[11].mac = mac.data();
 
     std::vector<std::string> seeds;
     for (const auto &f : frames) {

@@ -132,3 +132,52 @@ TEST_CASE("a clock set before 2020 still issues increasing versions, from the lo
     CHECK(first == (tick | 6));
     CHECK(second == (2 * tick | 6));
 }
+
+TEST_CASE("a clock pushed to the end of its range saturates instead of wrapping", "[hlc]")
+{
+    hlc_clock clock;
+    hlc_init(&clock, 3);
+    hlc_observe(&clock, UINT64_MAX);   // the largest version there is, from anyone
+
+    uint64_t first = hlc_next(&clock, now_ms);
+    CHECK(first == (HLC_MAX | 3));
+    INFO("every later version is at least as large: the clock stays at its end");
+    CHECK(first_not_increasing(&clock, 100, [](long) { return now_ms; }) == 1);
+    CHECK(hlc_next(&clock, now_ms) == (HLC_MAX | 3));
+    CHECK(hlc_next(&clock, UINT64_MAX) == (HLC_MAX | 3));
+}
+
+TEST_CASE("one step before the end of its range the clock takes the last version, not a wrapped one", "[hlc]")
+{
+    hlc_clock clock;
+    hlc_init(&clock, 3);
+    hlc_observe(&clock, HLC_MAX - tick / 2);
+
+    CHECK(hlc_next(&clock, now_ms) == (HLC_MAX | 3));
+}
+
+TEST_CASE("a wall clock past the year 2577 saturates the version instead of wrapping it", "[hlc]")
+{
+    hlc_clock clock;
+    hlc_init(&clock, 3);
+    uint64_t today = hlc_next(&clock, now_ms);
+
+    CHECK(hlc_next(&clock, UINT64_MAX) == (HLC_MAX | 3));
+    CHECK(hlc_next(&clock, UINT64_MAX) > today);
+}
+
+TEST_CASE("a version more than the bound ahead of the wall clock is too far ahead, one within it is not", "[hlc]")
+{
+    hlc_clock peer;
+    hlc_init(&peer, 2);
+    const uint64_t bound = 60000;
+
+    CHECK_FALSE(hlc_too_far_ahead(hlc_next(&peer, now_ms), now_ms, bound));
+    CHECK_FALSE(hlc_too_far_ahead(hlc_next(&peer, now_ms + bound), now_ms, bound));
+    CHECK(hlc_too_far_ahead(hlc_next(&peer, now_ms + bound + 1), now_ms, bound));
+    CHECK(hlc_too_far_ahead(0xFFFFFFFFFFFFFF00ULL, now_ms, bound));
+    CHECK(hlc_too_far_ahead(UINT64_MAX, now_ms, bound));
+    INFO("a wall clock before 2020 trusts only versions of the first minute after it");
+    CHECK(hlc_too_far_ahead(hlc_next(&peer, now_ms), 0, bound));
+    CHECK_FALSE(hlc_too_far_ahead(1, 0, bound));
+}

@@ -35,13 +35,16 @@ struct Frame {
     uint64_t instance_id = 0;
     uint16_t listen_port = 0;
     std::string cluster;
+    uint8_t auth = 0;
+    std::string nonce;      // HELLO: REPL_NONCE_LEN bytes
+    std::string mac;        // AUTH: REPL_MAC_LEN bytes
 
     bool operator==(const Frame &o) const
     {
         return type == o.type && version == o.version && exptime == o.exptime && flags == o.flags
             && key == o.key && value == o.value && items == o.items && proto_version == o.proto_version
             && node_id == o.node_id && instance_id == o.instance_id && listen_port == o.listen_port
-            && cluster == o.cluster;
+            && cluster == o.cluster && auth == o.auth && nonce == o.nonce && mac == o.mac;
     }
 };
 
@@ -92,6 +95,24 @@ Frame hello_frame(uint8_t node_id, uint64_t instance_id, std::string cluster, ui
     f.proto_version = REPL_PROTO_VERSION, f.node_id = node_id, f.instance_id = instance_id;
     f.listen_port = listen_port;
     f.cluster = std::move(cluster);
+    f.nonce = std::string(REPL_NONCE_LEN, '\0');
+    return f;
+}
+
+// A HELLO of a node with a secret (-K): its method, and its nonce.
+Frame authenticating_hello(uint8_t node_id, uint64_t instance_id, std::string cluster, std::string nonce)
+{
+    Frame f = hello_frame(node_id, instance_id, std::move(cluster));
+    f.auth = REPL_AUTH_HMAC_SHA256;
+    f.nonce = std::move(nonce);
+    return f;
+}
+
+Frame auth_frame(std::string mac)
+{
+    Frame f;
+    f.type = REPL_FRAME_AUTH;
+    f.mac = std::move(mac);
     return f;
 }
 
@@ -108,6 +129,9 @@ repl_frame view(const Frame &f)
     r.proto_version = f.proto_version, r.node_id = f.node_id, r.instance_id = f.instance_id;
     r.listen_port = f.listen_port;
     r.cluster = f.cluster.data(), r.ncluster = uint8_t(f.cluster.size());
+    r.auth = f.auth;
+    r.nonce = f.nonce.empty() ? nullptr : f.nonce.data();
+    r.mac = f.mac.empty() ? nullptr : f.mac.data();
     return r;
 }
 
@@ -125,6 +149,11 @@ Frame copy(const repl_frame &r)
     f.listen_port = r.listen_port;
     if (r.cluster)
         f.cluster.assign(r.cluster, r.ncluster);
+    f.auth = r.auth;
+    if (r.nonce)
+        f.nonce.assign(r.nonce, REPL_NONCE_LEN);
+    if (r.mac)
+        f.mac.assign(r.mac, REPL_MAC_LEN);
     return f;
 }
 
@@ -213,9 +242,10 @@ std::string frame_of(uint8_t type, const std::string &body)
     return Wire().u32(1 + body.size()).u8(type).raw(body).bytes;
 }
 
-std::string hello_body(uint32_t magic, uint16_t version, const std::string &cluster)
+std::string hello_body(uint32_t magic, uint16_t version, const std::string &cluster, uint8_t auth = 0)
 {
-    return Wire().u32(magic).u16(version).u8(2).u64(99).u16(11212).u8(cluster.size()).raw(cluster).bytes;
+    return Wire().u32(magic).u16(version).u8(2).u64(99).u16(11212).u8(cluster.size()).raw(cluster)
+        .u8(auth).raw(std::string(REPL_NONCE_LEN, 'n')).bytes;
 }
 
 std::string set_body(const std::string &key, const std::string &value)
@@ -259,6 +289,9 @@ std::vector<std::pair<std::string, Frame>> sample_frames()
         {"HELLO, extreme ids, the highest listen port and the longest cluster name",
          hello_frame(255, max64, std::string(REPL_MAX_CLUSTER_NAME, '~'), UINT16_MAX)},
         {"HELLO, listen port 1", hello_frame(0, 0, "c", 1)},
+        {"HELLO of a node with a secret", authenticating_hello(3, 42, "cache-eu", pseudo_random_bytes(REPL_NONCE_LEN, 7))},
+        {"AUTH", auth_frame(pseudo_random_bytes(REPL_MAC_LEN, 8))},
+        {"AUTH of every byte value at its ends", auth_frame("\0"s + std::string(REPL_MAC_LEN - 2, '\x80') + "\xff")},
         {"SET", set_frame(0x0000123456789a02ULL, 1795478400, 0xdeadbeef, "user:42", "hello")},
         {"SET of every byte value", set_frame(1, 0, 0, "bin", all_bytes())},
         {"SET, key of bytes 0x80-0xff", set_frame(2, 0, 0, high_key.substr(0, 100), "v")},
@@ -306,7 +339,8 @@ template <> struct StringMaker<Frame> {
             + ", value " + printable(f.value) + ", items " + std::to_string(f.items) + ", proto "
             + std::to_string(f.proto_version) + ", node " + std::to_string(f.node_id) + ", instance "
             + std::to_string(f.instance_id) + ", listen port " + std::to_string(f.listen_port) + ", cluster "
-            + printable(f.cluster) + "}";
+            + printable(f.cluster) + ", auth " + std::to_string(f.auth) + ", nonce " + printable(f.nonce)
+            + ", mac " + printable(f.mac) + "}";
     }
 };
 } // namespace Catch
@@ -338,8 +372,19 @@ TEST_CASE("frames are laid out big-endian, the length counting the type and the 
     }
     SECTION("HELLO") {
         std::string bytes = encode(hello_frame(7, 0x0102030405060708ULL, "eu", 0x2bcc));
-        CHECK(bytes == "\x00\x00\x00\x15\x01" "RPNG" "\x00\x02" "\x07"
-                       "\x01\x02\x03\x04\x05\x06\x07\x08" "\x2b\xcc" "\x02" "eu"s);
+        CHECK(bytes == "\x00\x00\x00\x36\x01" "RPNG" "\x00\x03" "\x07"
+                       "\x01\x02\x03\x04\x05\x06\x07\x08" "\x2b\xcc" "\x02" "eu" "\x00"s
+                       + std::string(REPL_NONCE_LEN, '\0'));
+    }
+    SECTION("HELLO of a node with a secret") {
+        std::string nonce = pseudo_random_bytes(REPL_NONCE_LEN, 3);
+        std::string bytes = encode(authenticating_hello(7, 0x0102030405060708ULL, "eu", nonce));
+        CHECK(bytes.size() == 0x3a);
+        CHECK(bytes.substr(bytes.size() - REPL_NONCE_LEN - 1) == "\x01"s + nonce);
+    }
+    SECTION("AUTH") {
+        std::string mac = pseudo_random_bytes(REPL_MAC_LEN, 4);
+        CHECK(encode(auth_frame(mac)) == "\x00\x00\x00\x21\x08"s + mac);
     }
     SECTION("PING") {
         CHECK(encode(empty_frame(REPL_FRAME_PING)) == "\x00\x00\x00\x01\x07"s);
@@ -424,7 +469,7 @@ TEST_CASE("a frame without a type is malformed", "[codec]")
 
 TEST_CASE("a frame of an unknown type is refused, and the encoder will not write one", "[codec]")
 {
-    for (int type : {0, REPL_FRAME_PING + 1, 0x80, 0xff}) {
+    for (int type : {0, REPL_FRAME_AUTH + 1, 0x80, 0xff}) {
         INFO("type " << type);
         CHECK(decode(frame_of(uint8_t(type), "")).status == REPL_E_UNKNOWN_TYPE);
         CHECK(decode(frame_of(uint8_t(type), std::string(16, 'x'))).status == REPL_E_UNKNOWN_TYPE);
@@ -506,9 +551,52 @@ TEST_CASE("a HELLO of another protocol version is refused as such, whatever the 
         CHECK(decode(frame_of(REPL_FRAME_HELLO, Wire().u32(REPL_MAGIC).u16(later).bytes)).status
               == REPL_E_BAD_VERSION);
     }
+    SECTION("version 2, without the authentication method and nonce") {
+        std::string v2 = Wire().u32(REPL_MAGIC).u16(2).u8(2).u64(99).u16(11212).u8(2).raw("eu").bytes;
+        repl_frame r;
+        size_t consumed = 0;
+        std::string bytes = frame_of(REPL_FRAME_HELLO, v2);
+        CHECK(repl_decode(bytes.data(), bytes.size(), &r, &consumed) == REPL_E_BAD_VERSION);
+        INFO("the refusal can name the version the peer speaks");
+        CHECK(r.proto_version == 2);
+    }
     SECTION("the version itself cut short is malformed") {
         CHECK(decode(frame_of(REPL_FRAME_HELLO, Wire().u32(REPL_MAGIC).u8(0).bytes)).status == REPL_E_MALFORMED);
     }
+}
+
+TEST_CASE("a HELLO names an authentication method this protocol knows, on both ends of the wire", "[codec]")
+{
+    for (int method : {REPL_AUTH_NONE, REPL_AUTH_HMAC_SHA256})
+        CHECK(decode(frame_of(REPL_FRAME_HELLO, hello_body(REPL_MAGIC, REPL_PROTO_VERSION, "eu", uint8_t(method))))
+                  .status == REPL_OK);
+    for (int method : {2, 0x80, 0xff}) {
+        INFO("method " << method);
+        CHECK(decode(frame_of(REPL_FRAME_HELLO, hello_body(REPL_MAGIC, REPL_PROTO_VERSION, "eu", uint8_t(method))))
+                  .status == REPL_E_BAD_AUTH);
+        Frame hello = hello_frame(2, 99, "eu");
+        hello.auth = uint8_t(method);
+        repl_frame r = view(hello);
+        char buf[256];
+        size_t written = 0;
+        CHECK(repl_encode(&r, buf, sizeof buf, &written) == REPL_E_BAD_AUTH);
+    }
+}
+
+TEST_CASE("a HELLO or AUTH encoded without its nonce or mac carries zeros in their place", "[codec]")
+{
+    Frame hello = hello_frame(2, 99, "eu");
+    repl_frame r = view(hello);
+    r.nonce = nullptr;
+    std::string bytes(repl_encoded_size(&r), 'x');
+    size_t written = 0;
+    REQUIRE(repl_encode(&r, &bytes[0], bytes.size(), &written) == REPL_OK);
+    CHECK(decode(bytes).frame.nonce == std::string(REPL_NONCE_LEN, '\0'));
+
+    repl_frame a = view(auth_frame(""));
+    std::string auth(repl_encoded_size(&a), 'x');
+    REQUIRE(repl_encode(&a, &auth[0], auth.size(), &written) == REPL_OK);
+    CHECK(decode(auth).frame.mac == std::string(REPL_MAC_LEN, '\0'));
 }
 
 TEST_CASE("a cluster name is 1 to 64 printable ASCII characters, on both ends of the wire", "[codec]")
@@ -618,9 +706,9 @@ TEST_CASE("the encoder refuses a buffer too small and writes nothing past it", "
 TEST_CASE("every status has a message of its own", "[codec]")
 {
     std::set<std::string> messages;
-    for (int status = REPL_E_NO_SPACE; status <= REPL_NEED_MORE; status++)
+    for (int status = REPL_E_BAD_AUTH; status <= REPL_NEED_MORE; status++)
         messages.insert(repl_strerror(status));
-    CHECK(messages.size() == size_t(REPL_NEED_MORE - REPL_E_NO_SPACE + 1));
+    CHECK(messages.size() == size_t(REPL_NEED_MORE - REPL_E_BAD_AUTH + 1));
     CHECK(std::string(repl_strerror(42)) == "unknown status");
 }
 

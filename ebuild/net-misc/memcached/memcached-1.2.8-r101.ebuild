@@ -35,6 +35,7 @@ RDEPEND="
 	acct-user/memcached
 	dev-lang/perl
 	>=dev-libs/libevent-1.4:=
+	replication? ( dev-libs/openssl:0= )
 "
 DEPEND="${RDEPEND}"
 # t/ of memcached 1.2.8 needs only Perl and its core modules.
