@@ -234,7 +234,7 @@ bool Node::wait_serving(std::chrono::milliseconds timeout)
 
 bool Node::accepts_connections() const
 {
-    int fd = connect_loopback(port_);
+    int fd = connect_to(host_, port_);
     if (fd < 0)
         return false;
     close(fd);
