@@ -11,6 +11,8 @@
 #include <netinet/tcp.h>
 #include <sstream>
 #include <stdexcept>
+#include <set>
+#include <random>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -79,22 +81,35 @@ std::string slurp(const std::string &path)
 
 } // namespace
 
+// Ports for our servers come from 12000-15999: below the kernel's
+// ephemeral ports (32768 and up), where every outgoing connection (a
+// client, a replication dialler) takes one at any moment and could take a
+// port between our pick and the server's bind; and below the upstream
+// suites' blocks (16000-31999, scripts/check). A port is handed out once
+// per process, and only if it can be bound now.
 uint16_t free_port()
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        throw std::runtime_error(std::string("socket: ") + strerror(errno));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    if (bind(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr) != 0 ||
-        getsockname(fd, reinterpret_cast<sockaddr *>(&addr), &len) != 0) {
+    static std::mt19937 random(std::random_device{}() ^ static_cast<unsigned>(getpid()));
+    static std::set<uint16_t> handed_out;
+    for (int attempt = 0; attempt < 4000; attempt++) {
+        uint16_t port = static_cast<uint16_t>(12000 + random() % 4000);
+        if (handed_out.count(port))
+            continue;
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            throw std::runtime_error(std::string("socket: ") + strerror(errno));
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        addr.sin_port = htons(port);
+        bool bound = bind(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr) == 0;
         close(fd);
-        throw std::runtime_error(std::string("bind to a free port: ") + strerror(errno));
+        if (bound) {
+            handed_out.insert(port);
+            return port;
+        }
     }
-    close(fd);
-    return ntohs(addr.sin_port);
+    throw std::runtime_error("no free port in 12000-15999 on 127.0.0.1");
 }
 
 std::string memcached_binary()
