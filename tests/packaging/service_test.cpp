@@ -5,9 +5,17 @@
 // script, and a memcached that only prints its arguments.
 #include <catch2/catch.hpp>
 
+#include "support/node.hpp"
 #include "support/packaging.hpp"
 
 #include <algorithm>
+#include <arpa/inet.h>
+#include <cstring>
+#include <future>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -218,17 +226,17 @@ TEST_CASE("conf.d, the systemd settings file and the defaults in the unit and th
             }
         }
     }
-    SECTION("the systemd file has every setting of conf.d but the two OpenRC ones, with the same value") {
+    SECTION("the systemd file has every setting of conf.d but the three OpenRC ones, with the same value") {
         for (const auto &[name, value] : confd_settings) {
             INFO(name);
-            if (name == "MEMCACHED_RUNAS" || name == "MEMCACHED_BINARY") {
+            if (name == "MEMCACHED_RUNAS" || name == "MEMCACHED_BINARY" || name == "START_TIMEOUT") {
                 CHECK(env_settings.count(name) == 0);
                 continue;
             }
             REQUIRE(env_settings.count(name) == 1);
             CHECK(env_settings[name] == value);
         }
-        CHECK(env_settings.size() == confd_settings.size() - 2);
+        CHECK(env_settings.size() == confd_settings.size() - 3);
     }
     SECTION("the helper's defaults, for settings a file leaves out, are the settings file's values") {
         Servers servers;
@@ -269,11 +277,16 @@ std::vector<std::string> directives(const std::string &text)
     return lines;
 }
 
-TEST_CASE("the unit is Type=exec, runs the helper and has /run/memcached for a unix socket", "[packaging]")
+TEST_CASE("the unit is Type=notify for memcached itself, with time for a resync, runs the helper and has /run/memcached for a unix socket", "[packaging]")
 {
     std::vector<std::string> lines = directives(fixture::slurp(unit));
     auto has = [&](const std::string &line) { return std::find(lines.begin(), lines.end(), line) != lines.end(); };
-    CHECK(has("Type=exec"));
+    // Started when memcached says READY=1, i.e. when it serves; only the
+    // main PID (memcached, which the helper execs) may say it; and a node
+    // resyncing a large data set is not killed for taking minutes.
+    CHECK(has("Type=notify"));
+    CHECK(has("NotifyAccess=main"));
+    CHECK(has("TimeoutStartSec=30min"));
     CHECK(has("RuntimeDirectory=memcached"));
     CHECK(has("ExecStart=" + fixture::installed_helper + " exec /usr/bin/memcached"));
 
@@ -342,6 +355,144 @@ TEST_CASE("the OpenRC script runs memcached under supervise-daemon, as command_u
         INFO(rc.output);
         CHECK(rc.args == default_args + " -v");
     }
+}
+
+TEST_CASE("the helper execs memcached: the process systemd started is memcached, which alone may notify", "[packaging]")
+{
+    // A stand-in server that prints its own PID; sh prints the PID it
+    // runs the helper in. One PID for both: no process in between.
+    ScratchDir dir("exec");
+    write_executable(dir / "print-pid", "#!/bin/sh\necho \"server $$\"\n");
+    CommandResult r = run("sh -c 'echo \"started $$\"; exec \"$0\" exec \"$1\"' " +
+                          quoted(fixture::cmdline_helper()) + " " + quoted(dir / "print-pid"));
+    INFO(r.output);
+    REQUIRE(r.status == 0);
+    std::smatch m;
+    REQUIRE(std::regex_search(r.output, m, std::regex("started ([0-9]+)\nserver ([0-9]+)\n")));
+    CHECK(m[1].str() == m[2].str());
+}
+
+namespace {
+
+// A socket memcached would have: bound at start, listening only once the
+// node serves (a node with peers, after its first resync).
+class ClientSocket {
+public:
+    // TCP on 127.0.0.1:port.
+    explicit ClientSocket(uint16_t port)
+    {
+        fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int one = 1;
+        setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons(port);
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (bind(fd_, reinterpret_cast<sockaddr *>(&addr), sizeof addr) != 0)
+            throw std::runtime_error("bind port " + std::to_string(port) + ": " + strerror(errno));
+    }
+    // A unix socket at `path`.
+    explicit ClientSocket(const fs::path &path)
+    {
+        fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+        if (bind(fd_, reinterpret_cast<sockaddr *>(&addr), sizeof addr) != 0)
+            throw std::runtime_error("bind " + path.string() + ": " + strerror(errno));
+    }
+    ~ClientSocket() { close(fd_); }
+    ClientSocket(const ClientSocket &) = delete;
+    ClientSocket &operator=(const ClientSocket &) = delete;
+
+    void listen() { ::listen(fd_, 16); }
+
+private:
+    int fd_;
+};
+
+// Sources conf.d, `edits` and the init script, as openrc-run would, and
+// runs wait_until_serving, the start's last step; "einfo" lines also go to
+// `dir`/waiting, so that a test can tell when the script waits.
+CommandResult wait_until_serving(const ScratchDir &dir, const std::string &edits)
+{
+    std::ofstream(dir / "start.sh")
+        << "eerror() { echo \"ERROR: $*\"; }\n"
+           "einfo() { echo \"INFO: $*\"; echo \"$*\" >>" << quoted(dir / "waiting") << "; }\n"
+           "RC_SVCNAME=memcached\n"
+           ". " << quoted(confd) << "\n"
+        << edits << "\n"
+        << ". " << quoted(initd) << "\n"
+        << "if wait_until_serving; then echo 'start: serving'; else echo 'start: failed'; fi\n";
+    return run("sh " + quoted(dir / "start.sh"));
+}
+
+} // namespace
+
+TEST_CASE("the OpenRC script's start returns once memcached listens for clients, not when it has only bound its port", "[packaging]")
+{
+    ScratchDir dir("openrc-start");
+    uint16_t port = fixture::free_port();
+
+    SECTION("a port that listens already") {
+        ClientSocket memcached(port);
+        memcached.listen();
+        CommandResult r = wait_until_serving(dir, "PORT=\"" + std::to_string(port) + "\"");
+        INFO(r.output);
+        CHECK(r.output.find("start: serving") != std::string::npos);
+    }
+    SECTION("a port that is bound, then listens once the resync is done") {
+        ClientSocket memcached(port);
+        auto start = std::async(std::launch::async, [&] {
+            return wait_until_serving(dir, "PORT=\"" + std::to_string(port) + "\"\nSTART_TIMEOUT=\"600\"");
+        });
+        REQUIRE(fixture::eventually([&] { return fs::exists(dir / "waiting"); }));
+        CHECK(fixture::slurp(dir / "waiting").find("Waiting for memcached to serve on port " + std::to_string(port)) !=
+              std::string::npos);
+        memcached.listen();
+        CommandResult r = start.get();
+        INFO(r.output);
+        CHECK(r.output.find("start: serving") != std::string::npos);
+    }
+    SECTION("a unix socket (-s) that exists but does not listen yet, then listens") {
+        fs::path path = dir / "memcached.sock";
+        ClientSocket memcached(path);
+        std::string edits = "MISC_OPTS=\"-s " + path.string() + " -a 0700\"\nSTART_TIMEOUT=\"600\"";
+        auto start = std::async(std::launch::async, [&] { return wait_until_serving(dir, edits); });
+        REQUIRE(fixture::eventually([&] { return fs::exists(dir / "waiting"); }));
+        CHECK(fixture::slurp(dir / "waiting").find("on " + path.string()) != std::string::npos);
+        memcached.listen();
+        CommandResult r = start.get();
+        INFO(r.output);
+        CHECK(r.output.find("start: serving") != std::string::npos);
+    }
+}
+
+TEST_CASE("the OpenRC script's start fails after START_TIMEOUT, saying what it waited for and what to do", "[packaging]")
+{
+    ScratchDir dir("openrc-timeout");
+    uint16_t port = fixture::free_port();
+    ClientSocket memcached(port);
+    CommandResult r = wait_until_serving(dir, "PORT=\"" + std::to_string(port) + "\"\nSTART_TIMEOUT=\"1\"");
+    INFO(r.output);
+    CHECK(r.output.find("start: failed") != std::string::npos);
+    CHECK(r.output.find("ERROR: memcached does not accept connections on port " + std::to_string(port) + " after 1 s") !=
+          std::string::npos);
+    CHECK(r.output.find("raise START_TIMEOUT for a large data set") != std::string::npos);
+}
+
+TEST_CASE("the OpenRC script's start stops waiting when memcached has exited", "[packaging]")
+{
+    ScratchDir dir("openrc-exited");
+    uint16_t port = fixture::free_port();
+    // A PID that no process has: one of a child that has been reaped.
+    CommandResult child = run("sh -c 'echo $$'");
+    std::string pid = child.output.substr(0, child.output.find('\n'));
+    CommandResult r = wait_until_serving(dir, "PORT=\"" + std::to_string(port) + "\"\nSTART_TIMEOUT=\"600\"\n"
+                                              "service_get_value() { [ \"$1\" = child_pid ] && echo " + pid + "; }");
+    INFO(r.output);
+    CHECK(r.output.find("start: failed") != std::string::npos);
+    CHECK(r.output.find("ERROR: memcached (PID " + pid + ") exited before it served clients") != std::string::npos);
 }
 
 TEST_CASE("an option with a quote in it reaches memcached as one word through OpenRC's eval", "[packaging]")

@@ -96,7 +96,20 @@ src_install() {
 	doexe "${FILESDIR}/memcached-cmdline"
 	newinitd "${FILESDIR}/memcached.initd" memcached
 	newconfd "${FILESDIR}/memcached.confd" memcached
-	systemd_dounit "${FILESDIR}/memcached.service" "${FILESDIR}/memcached@.service"
+	# The units are Type=notify: the server tells systemd when it serves.
+	# Only replication's code does (a node with peers serves once it holds
+	# their data); a server built without it never says so, and its units
+	# wait for the process to run instead.
+	local unit
+	for unit in memcached.service memcached@.service; do
+		if use replication; then
+			systemd_dounit "${FILESDIR}/${unit}"
+		else
+			sed -e 's/^Type=notify$/Type=exec/' -e '/^NotifyAccess=main$/d' \
+				"${FILESDIR}/${unit}" > "${T}/${unit}" || die
+			systemd_dounit "${T}/${unit}"
+		fi
+	done
 }
 
 # memcached_check_confd FILE: warn about what a conf.d written for a newer
@@ -108,7 +121,7 @@ memcached_check_confd() {
 	local settings=(
 		PORT UDPPORT LISTENON MEMUSAGE MAXCONN THREADS REPLICATION_PEERS
 		REPLICATION_PORT REPLICATION_QUEUE_MB REPLICATION_CLUSTER
-		MEMCACHED_RUNAS MEMCACHED_BINARY MISC_OPTS
+		MEMCACHED_RUNAS MEMCACHED_BINARY START_TIMEOUT MISC_OPTS
 	)
 	local options=( a b c d f h i k l L m M n p P r R s t u U v x X Q Z )
 
