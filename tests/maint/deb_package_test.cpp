@@ -6,6 +6,7 @@
 #include "support/skip.hpp"
 
 #include <memory>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -123,6 +124,17 @@ TEST_CASE("the binary package holds the patched threaded memcached, its man page
         CHECK(read_file(root.path / "etc/default/memcached") == read_file(repo / "dist/systemd/memcached.env"));
         CHECK(run("test -x " + quoted(root.path / "usr/share/memcached/scripts/memcached-tool")).status == 0);
         CHECK(read_file(root.path / "usr/share/memcached/scripts/memcached-tool").rfind("#!/usr/bin/perl", 0) == 0);
+    }
+    SECTION("the server links libcrypto for -K, built against libssl-dev, and the package depends on it through shlibs") {
+        CHECK(read_file(repo / "debian/control").find("\nBuild-Depends: debhelper-compat (= 13), libevent-dev, libssl-dev\n") !=
+              std::string::npos);
+        std::string ldd = run("ldd " + quoted(memcached)).output;
+        INFO(ldd);
+        CHECK(ldd.find("libcrypto.so.3") != std::string::npos);
+        // Debian 12 names it libssl3, later releases libssl3t64.
+        std::string depends = run("dpkg-deb -f " + quoted(b.deb()) + " Depends").output;
+        INFO(depends);
+        CHECK(std::regex_search(depends, std::regex("(^|, )libssl3(t64)? \\(>= 3")));
     }
     SECTION("the settings file is a conffile: dpkg keeps an operator's changes") {
         TempDir control;

@@ -218,7 +218,8 @@ TEST_CASE("pkg_postinst speaks on a first install and an upgrade only, and warns
     // ::gentoo's conf.d of memcached 1.6, edited as an operator might.
     std::ofstream(root / "etc/conf.d/memcached")
         << "MEMUSAGE=\"64\"\nMEMCACHED_RUNAS=\"memcached\"\nPORT=\"11211\"\nUDPPORT=\"${PORT}\"\n"
-           "PIDBASE=\"/var/run/memcached/memcached\"\nMISC_OPTS=\"-v -I 2m -o modern --max-reqs-per-event=20 -M\"\n";
+           "PIDBASE=\"/var/run/memcached/memcached\"\nMISC_OPTS=\"-v -I 2m -o modern --max-reqs-per-event=20 -M -w 10\"\n"
+           "REPLICATION_SECRET_FILE=\"/etc/memcached/replication-secret\"\n";
     const std::string hello = "Settings are in /etc/conf.d/memcached";
 
     SECTION("a first install explains the settings") {
@@ -252,10 +253,32 @@ TEST_CASE("pkg_postinst speaks on a first install and an upgrade only, and warns
             INFO(opt);
             CHECK(r.output.find(std::string("MISC_OPTS has ") + opt + ",") != std::string::npos);
         }
-        for (const char *known : {"-v", "-M", "MEMUSAGE", "PORT is"}) {
+        for (const char *known : {"-v", "-M", "-w", "MEMUSAGE", "PORT is", "REPLICATION_SECRET_FILE"}) {
             INFO(known);
             CHECK(r.output.find(std::string("has ") + known + ",") == std::string::npos);
             CHECK(r.output.find(std::string(known) + " is not a setting") == std::string::npos);
         }
     }
+}
+
+TEST_CASE("with USE=replication the ebuild depends on OpenSSL, whose libcrypto the server links for -K, and not without",
+          "[packaging]")
+{
+    std::string ebuild = fixture::slurp(fixture::package_dir() / (pf + ".ebuild"));
+    CHECK(ebuild.find("\n\treplication? ( dev-libs/openssl:0= )\n") != std::string::npos);
+    CHECK(ebuild.find("\nDEPEND=\"${RDEPEND}\"\n") != std::string::npos);
+
+    Builds &b = builds();
+    INFO(b.setup_log);
+    REQUIRE(b.setup_ok);
+    REQUIRE(b.replication_threads.status == 0);
+    REQUIRE(b.no_replication.status == 0);
+    auto links = [](const Image &image) {
+        return run("ldd " + quoted(image.root / "usr/bin/memcached")).output;
+    };
+    std::string with = links(b.replication_threads), without = links(b.no_replication);
+    INFO("USE=\"replication threads\":\n" << with << "USE=-replication:\n" << without);
+    if (b.configure_knows_replication)
+        CHECK(with.find("libcrypto.so") != std::string::npos);
+    CHECK(without.find("libcrypto.so") == std::string::npos);
 }

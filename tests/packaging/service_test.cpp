@@ -173,7 +173,7 @@ TEST_CASE("checkconfig refuses settings memcached would misread, naming each one
         OpenRC rc = openrc("REPLICATION_PEERS=\"db1:\"\nREPLICATION_CLUSTER=\"prod eu\"", servers.with_replication);
         INFO(rc.output);
         CHECK_FALSE(rc.accepted);
-        CHECK(rc.output.find("\"db1:\" is not host or host:port") != std::string::npos);
+        CHECK(rc.output.find("\"db1:\" is not host, host:port or host:port=port") != std::string::npos);
         CHECK(rc.output.find("REPLICATION_CLUSTER=\"prod eu\"") != std::string::npos);
     }
     SECTION("no listen address is allowed, with a warning") {
@@ -183,6 +183,149 @@ TEST_CASE("checkconfig refuses settings memcached would misread, naming each one
         CHECK(rc.output.find("WARNING: LISTENON is empty") != std::string::npos);
         CHECK(rc.args.find(" -l") == std::string::npos);
     }
+}
+
+std::vector<std::string> directives(const std::string &text);
+
+// A secret file of `mode` in `dir`, owned by whoever runs the tests.
+fs::path secret_file(const ScratchDir &dir, mode_t mode, const std::string &name = "replication-secret")
+{
+    fs::path path = dir / name;
+    std::ofstream(path) << "s3cret\n";
+    chmod(path.c_str(), mode);
+    return path;
+}
+
+// The user the tests run as, for MEMCACHED_RUNAS.
+std::string me()
+{
+    std::string name = run("id -un").output;
+    return name.substr(0, name.find('\n'));
+}
+
+TEST_CASE("a peer behind a tunnel, host:port=port, passes checkconfig and reaches -x as it is", "[packaging]")
+{
+    Servers servers;
+    OpenRC rc = openrc("REPLICATION_PEERS=\"127.0.0.1:21212=11212 10.0.0.3\"", servers.with_replication);
+    INFO(rc.output);
+    CHECK(rc.accepted);
+    CHECK(rc.args == default_args + " -x 127.0.0.1:21212=11212 -x 10.0.0.3 -X 11212 -Q 64");
+    CHECK(systemd_args({{"REPLICATION_PEERS", "127.0.0.1:21212=11212 10.0.0.3"}}, servers) == rc.args);
+
+    OpenRC bad = openrc("REPLICATION_PEERS=\"127.0.0.1:21212=\"", servers.with_replication);
+    INFO(bad.output);
+    CHECK_FALSE(bad.accepted);
+    CHECK(bad.output.find("\"127.0.0.1:21212\" is not host, host:port or host:port=port") != std::string::npos);
+}
+
+TEST_CASE("with REPLICATION_SECRET_FILE and peers, both init systems pass -K; systemd's the credential it loaded", "[packaging]")
+{
+    Servers servers;
+    ScratchDir dir("secret");
+    fs::path secret = secret_file(dir, 0600);
+    const std::string peers = "10.0.0.2";
+    const std::string expected = default_args + " -x 10.0.0.2 -X 11212 -Q 64 -K ";
+
+    SECTION("OpenRC and systemd without a credential: the file") {
+        OpenRC rc = openrc("REPLICATION_PEERS=\"" + peers + "\"\nREPLICATION_SECRET_FILE=\"" + secret.string() +
+                               "\"\nMEMCACHED_RUNAS=\"" + me() + "\"",
+                           servers.with_replication);
+        INFO(rc.output);
+        CHECK(rc.accepted);
+        CHECK(rc.args == expected + secret.string());
+        CHECK(systemd_args({{"REPLICATION_PEERS", peers}, {"REPLICATION_SECRET_FILE", secret.string()}}, servers) ==
+              rc.args);
+    }
+    SECTION("systemd with the credential of LoadCredential=: its copy, which its dynamic user can read") {
+        ScratchDir credentials("credentials");
+        secret_file(credentials, 0400);
+        CHECK(systemd_args({{"REPLICATION_PEERS", peers},
+                            {"REPLICATION_SECRET_FILE", secret.string()},
+                            {"CREDENTIALS_DIRECTORY", credentials.path().string()}},
+                           servers) == expected + (credentials / "replication-secret").string());
+    }
+    SECTION("systemd with credentials but not this one (no file in the store): the file, which memcached names if it cannot read it") {
+        ScratchDir credentials("credentials");
+        CHECK(systemd_args({{"REPLICATION_PEERS", peers},
+                            {"REPLICATION_SECRET_FILE", secret.string()},
+                            {"CREDENTIALS_DIRECTORY", credentials.path().string()}},
+                           servers) == expected + secret.string());
+    }
+    SECTION("no -K without peers, nor without the setting") {
+        CHECK(systemd_args({{"REPLICATION_SECRET_FILE", secret.string()}}, servers) == default_args);
+        CHECK(systemd_args({{"REPLICATION_PEERS", peers}}, servers) == default_args + " -x 10.0.0.2 -X 11212 -Q 64");
+    }
+}
+
+TEST_CASE("checkconfig refuses a secret file that is missing, that others may read, or that the service user cannot read",
+          "[packaging]")
+{
+    Servers servers;
+    ScratchDir dir("secret");
+    auto check = [&](const fs::path &secret, const std::string &runas) {
+        return openrc("REPLICATION_PEERS=\"10.0.0.2\"\nREPLICATION_SECRET_FILE=\"" + secret.string() +
+                          "\"\nMEMCACHED_RUNAS=\"" + runas + "\"",
+                      servers.with_replication);
+    };
+    SECTION("missing") {
+        OpenRC rc = check(dir / "nonexistent", me());
+        INFO(rc.output);
+        CHECK_FALSE(rc.accepted);
+        CHECK(rc.output.find("ERROR: REPLICATION_SECRET_FILE=\"" + (dir / "nonexistent").string() +
+                             "\" (/etc/conf.d/memcached): no such file") != std::string::npos);
+    }
+    SECTION("readable by group or others") {
+        for (mode_t mode : {0644, 0640, 0604}) {
+            fs::path secret = secret_file(dir, mode, "loose");
+            OpenRC rc = check(secret, me());
+            INFO(rc.output);
+            CHECK_FALSE(rc.accepted);
+            CHECK(rc.output.find("group or others may") != std::string::npos);
+            CHECK(rc.output.find("chmod 600 " + secret.string()) != std::string::npos);
+        }
+    }
+    SECTION("owned by another user than the one memcached runs as") {
+        REQUIRE(run("id -u nobody").status == 0);
+        REQUIRE(me() != "nobody");
+        fs::path secret = secret_file(dir, 0600);
+        OpenRC rc = check(secret, "nobody");
+        INFO(rc.output);
+        CHECK_FALSE(rc.accepted);
+        CHECK(rc.output.find("nobody, whom") != std::string::npos);
+        CHECK(rc.output.find("memcached runs as, cannot read it: chown nobody " + secret.string()) != std::string::npos);
+    }
+    SECTION("not readable even by its owner") {
+        fs::path secret = secret_file(dir, 0200);
+        OpenRC rc = check(secret, "nobody");
+        INFO(rc.output);
+        CHECK_FALSE(rc.accepted);
+        CHECK(rc.output.find("cannot read it") != std::string::npos);
+    }
+    SECTION("0600 and the service user's (or 0400): accepted") {
+        for (mode_t mode : {0600, 0400}) {
+            fs::path secret = secret_file(dir, mode, "good");
+            OpenRC rc = check(secret, me());
+            INFO(rc.output);
+            CHECK(rc.accepted);
+            CHECK(rc.output.find("ERROR") == std::string::npos);
+        }
+    }
+}
+
+TEST_CASE("both units hand the replication secret to their dynamic user as a credential, from systemd's store",
+          "[packaging]")
+{
+    for (const char *name : {"memcached.service", "memcached@.service"}) {
+        INFO(name);
+        std::vector<std::string> lines = directives(fixture::slurp(repo / "dist/systemd" / name));
+        // A name, not a path: systemd looks in /etc/credstore and the like,
+        // and a missing file does not stop the unit.
+        CHECK(std::count(lines.begin(), lines.end(), "LoadCredential=replication-secret:memcached-replication-secret") ==
+              1);
+        CHECK(std::count(lines.begin(), lines.end(), "DynamicUser=yes") == 1);
+    }
+    std::string env = fixture::slurp(envfile);
+    CHECK(env.find("# REPLICATION_SECRET_FILE=\"/etc/credstore/memcached-replication-secret\"\n") != std::string::npos);
 }
 
 TEST_CASE("the systemd unit builds the command line the OpenRC script builds from the same settings", "[packaging]")

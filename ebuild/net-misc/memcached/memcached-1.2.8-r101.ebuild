@@ -29,7 +29,8 @@ KEYWORDS="~amd64 ~x86"
 IUSE="debug +replication test threads"
 RESTRICT="!test? ( test )"
 
-# memcached-tool is a Perl script (core modules only).
+# memcached-tool is a Perl script (core modules only). Replication's
+# shared secret (-K) is an HMAC from libcrypto, linked by the server.
 RDEPEND="
 	acct-group/memcached
 	acct-user/memcached
@@ -121,9 +122,10 @@ memcached_check_confd() {
 	local settings=(
 		PORT UDPPORT LISTENON MEMUSAGE MAXCONN THREADS REPLICATION_PEERS
 		REPLICATION_PORT REPLICATION_QUEUE_MB REPLICATION_CLUSTER
-		MEMCACHED_RUNAS MEMCACHED_BINARY START_TIMEOUT MISC_OPTS
+		REPLICATION_SECRET_FILE MEMCACHED_RUNAS MEMCACHED_BINARY START_TIMEOUT
+		MISC_OPTS
 	)
-	local options=( a b c d f h i k l L m M n p P r R s t u U v x X Q Z )
+	local options=( a b c d f h i k l L m M n p P r R s t u U v x X Q Z K w )
 
 	while read -r name; do
 		has "${name}" "${settings[@]}" ||
@@ -163,7 +165,10 @@ pkg_postinst() {
 		elog "Replication starts when REPLICATION_PEERS names at least one peer."
 		elog "Peers connect to each other on REPLICATION_PORT (default 11212):"
 		elog "open it between the nodes only. The cluster name (REPLICATION_CLUSTER)"
-		elog "keeps nodes of another cluster out; it is not a password."
+		elog "keeps nodes of another cluster out; it is not a password: the shared"
+		elog "secret is (REPLICATION_SECRET_FILE, the same file on every node, mode"
+		elog "0600, owned by memcached). Links are not encrypted: see the project's"
+		elog "docs/security.md to carry them through stunnel or WireGuard."
 	fi
 
 	if [[ -n ${newer} ]]; then
