@@ -9,6 +9,7 @@
 #include "support/pair.hpp"
 
 #include <arpa/inet.h>
+#include <cstdlib>
 #include <cstring>
 #include <netinet/in.h>
 #include <stdexcept>
@@ -218,4 +219,55 @@ TEST_CASE("a pair writing with every command on both nodes never sees a protocol
     CHECK(stat(pair.b, "protocol_errors") == 0);
     CHECK(all_online(pair.a));
     CHECK(all_online(pair.b));
+}
+
+TEST_CASE("stats show how far ahead a peer's clock is, as its writes show it, and warn past the bound",
+          "[node][replication][clock]")
+{
+    uint16_t repl_a = free_port(), repl_b = free_port();
+    Node a(replication_args(repl_a, repl_b));   // B never runs: the raw peer plays it
+    Client ca(a);
+    forger_node = uint8_t(stat(a, "node_id") + 1);
+    auto stats = [&] { return replication_stats(a); };
+    auto offset = [&] { return std::stoll(stats()["peer0:clock_offset_ms"]); };
+
+    RawPeer b(repl_a);
+    b.send_bytes(hello(repl_b) + sync_frame(REPL_FRAME_SYNC_BEGIN)
+                 + set("in-the-resync", "old", version_at(wall_ms() + 3600 * 1000))
+                 + sync_frame(REPL_FRAME_SYNC_END));
+    INFO("a resync's items may be old or refused: they say nothing of the peer's clock now");
+    REQUIRE(eventually([&] { return stats()["peer0:state"] == "online"; }));
+    CHECK(stats()["peer0:clock"] == "unknown");
+
+    b.send_bytes(set("on-time", "applied", version_at(wall_ms())));
+    REQUIRE(eventually([&] { return stats()["peer0:clock"] == "ok"; }));
+    // The frame's time on the way is all that separates the clocks here:
+    // far below the bound, whatever the load.
+    CHECK(std::llabs(offset()) < 30 * 1000);
+
+    b.send_bytes(set("an-hour-ahead", "x", version_at(wall_ms() + 3600 * 1000)));
+    REQUIRE(eventually([&] { return stats()["peer0:clock"] == "warn"; }));
+    CHECK(offset() > 3500 * 1000);
+    CHECK(offset() <= 3600 * 1000);
+    CHECK(eventually([&] { return stat(a, "peer0:too_far_ahead") == 2; }));
+    CHECK_FALSE(ca.get("an-hour-ahead"));
+
+    INFO("a peer whose clock is put right is ok again");
+    b.send_bytes(set("on-time-again", "applied", version_at(wall_ms())));
+    CHECK(eventually([&] { return stats()["peer0:clock"] == "ok"; }));
+    CHECK(ca.get("on-time-again").value_or(Item{}).value == "applied");
+}
+
+TEST_CASE("nodes whose clocks agree show each other's clock ok", "[node][replication][clock]")
+{
+    Pair pair;
+    REQUIRE(wait_online(pair.a));
+    REQUIRE(wait_online(pair.b));
+    CHECK(replication_stats(pair.a)["peer0:clock"] == "unknown");
+    REQUIRE(Client(pair.b).set("from-b", "v") == "STORED");
+    REQUIRE(Client(pair.a).set("from-a", "v") == "STORED");
+    for (const Node *node : {&pair.a, &pair.b}) {
+        CHECK(eventually([&] { return replication_stats(*node)["peer0:clock"] == "ok"; }));
+        CHECK(std::llabs(std::stoll(replication_stats(*node)["peer0:clock_offset_ms"])) < 30 * 1000);
+    }
 }
