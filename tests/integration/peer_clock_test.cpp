@@ -271,3 +271,51 @@ TEST_CASE("nodes whose clocks agree show each other's clock ok", "[node][replica
         CHECK(std::llabs(std::stoll(replication_stats(*node)["peer0:clock_offset_ms"])) < 30 * 1000);
     }
 }
+
+TEST_CASE("two nodes that draw the same node id end with distinct ids, link again and replicate",
+          "[node][replication][clock]")
+{
+    // Both nodes draw node id 42 (tests/tools/fixed_random.c): the node
+    // with the larger instance id takes another, makes its links again,
+    // and its writes carry the new one.
+    const std::string lib = REPO_ROOT "/build/tests/fixed_random.so";
+    if (access(lib.c_str(), R_OK) != 0)
+        FAIL(lib << " is missing: make test-binaries builds it");
+    const char *asan = getenv("ASAN_OPTIONS");
+    std::vector<std::string> env = {"LD_PRELOAD=" + lib, "FIXED_RANDOM_VALUE=42",
+                                    // ASan built with gcc wants its runtime first in the list.
+                                    "ASAN_OPTIONS=" + std::string(asan ? asan : "") + (asan && *asan ? ":" : "") +
+                                        "verify_asan_link_order=0"};
+    uint16_t repl_a = free_port(), repl_b = free_port();
+    Node a(replication_args(repl_a, repl_b), 0, Node::Wait::serving, env);
+    Node b(replication_args(repl_b, repl_a), 0, Node::Wait::serving, env);
+
+    INFO("A: " << a.log() << "\nB: " << b.log());
+    REQUIRE(eventually([&] { return all_online(a) && all_online(b); }));
+    std::string id_a = replication_stats(a)["node_id"], id_b = replication_stats(b)["node_id"];
+    CHECK(id_a != id_b);
+    CHECK((id_a == "42" || id_b == "42"));
+    const Node &renamed = id_a == "42" ? b : a;
+    CHECK(renamed.log().find("replication: node id clash with 127.0.0.1:") != std::string::npos);
+
+    std::vector<std::string> keys;
+    for (int i = 0; i < 200; i++) {
+        keys.push_back("clash" + std::to_string(i));
+        REQUIRE(Client(i % 2 ? a : b).set(keys.back(), "written on " + std::string(i % 2 ? "A" : "B")) == "STORED");
+    }
+    std::string difference;
+    CHECK(eventually([&] {
+        difference = census_difference(census(a, keys), census(b, keys));
+        return difference.empty();
+    }, 30s));
+    INFO(difference);
+    CHECK(census(a, keys).size() == keys.size());
+    CHECK(stat(a, "protocol_errors") == 0);
+    CHECK(stat(b, "protocol_errors") == 0);
+    // Every CAS value ends with the node id of the node that wrote it.
+    for (auto &[key, item] : census(a, keys)) {
+        INFO(key);
+        unsigned long writer = std::stoul(key.substr(5)) % 2 ? std::stoul(id_a) : std::stoul(id_b);
+        CHECK(hlc_node_of(item.cas) == writer);
+    }
+}
