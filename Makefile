@@ -263,9 +263,11 @@ TEST_C_OBJECTS := $(patsubst $(SRC)/%.c,$(BUILD)/tests/%.o,$(wildcard $(SRC)/rep
 TEST_OBJECTS  := $(patsubst tests/%.cpp,$(BUILD)/tests/obj/%.o,$(TEST_SOURCES))
 # Preloaded into the nodes of the tests of racing writes (see the file).
 LOCK_HANDOFF  := $(BUILD)/tests/lock_handoff.so
+# Preloaded into nodes that must take the same node id (see the file).
+FIXED_RANDOM  := $(BUILD)/tests/fixed_random.so
 
 .PHONY: test-binaries
-test-binaries: $(BUILD)/tests/repcached-tests $(LOCK_HANDOFF)
+test-binaries: $(BUILD)/tests/repcached-tests $(LOCK_HANDOFF) $(FIXED_RANDOM)
 
 $(TEST_MAIN): tests/support/main.cpp $(TEST_HEADERS)
 	mkdir -p $(dir $@)
@@ -284,6 +286,10 @@ $(BUILD)/tests/repcached-tests: $(TEST_MAIN) $(TEST_OBJECTS) $(TEST_C_OBJECTS)
 -include $(TEST_MAIN:.o=.d) $(TEST_OBJECTS:.o=.d)
 
 $(LOCK_HANDOFF): tests/tools/lock_handoff.c
+	mkdir -p $(dir $@)
+	$(CC) -std=gnu99 -Wall -Wextra -O2 -g -shared -fPIC -o $@ $< -ldl
+
+$(FIXED_RANDOM): tests/tools/fixed_random.c
 	mkdir -p $(dir $@)
 	$(CC) -std=gnu99 -Wall -Wextra -O2 -g -shared -fPIC -o $@ $< -ldl
 

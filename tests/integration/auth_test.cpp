@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <thread>
 #include <unistd.h>
 
 using namespace fixture;
@@ -353,4 +354,27 @@ TEST_CASE("without a secret, nodes link as before, warn at start and say auth no
     CHECK(stat(pair.a, "auth_failures") == 0);
     CHECK(pair.a.log().find("replication: warning: no shared secret (-K)") != std::string::npos);
     CHECK(replicates_both_ways(pair, "open") == "");
+}
+
+TEST_CASE("a node refused for its secret dials again with a growing delay, not in a loop", "[node][replication][auth]")
+{
+    SecretFile secret_a("alpha"), secret_b("bravo");
+    uint16_t repl_a = free_port(), repl_b = free_port(), nobody = free_port();
+    // B names a peer that never runs, on A's address: it admits A's dials
+    // to the handshake and never dials A, so every refusal A counts is a
+    // dial of its own.
+    Node b(replication_args(repl_b, nobody, secret_b.args()));
+    Node a(replication_args(repl_a, repl_b, secret_a.args()));
+    REQUIRE(eventually([&] { return stat(a, "auth_failures") >= 2; }));
+    uint64_t before = stat(a, "auth_failures");
+    // The window the dials are counted in, not a synchronisation.
+    std::this_thread::sleep_for(5s);
+    uint64_t dials = stat(a, "auth_failures") - before;
+    // The delay doubles from 50 ms up to 2 s: from the second dial on, at
+    // most 6 fit in 5 s (0.15, 0.35, 0.75, 1.55, 3.15 and 5.15 s after
+    // the first). Without it, the 100 ms tick would dial 50 times.
+    CHECK(dials >= 1);
+    CHECK(dials <= 8);
+    CHECK(stat(a, "peer0:frames_received") == 0);
+    CHECK(stat(b, "peer0:frames_received") == 0);
 }

@@ -645,3 +645,67 @@ TEST_CASE("an option with a quote in it reaches memcached as one word through Op
     INFO(rc.output);
     CHECK(rc.args == default_args + " -x db1 -X 11212 -Q 64 -s /run/it's.sock");
 }
+
+TEST_CASE("a peers file turns replication on with -Y, alone or with peers, through OpenRC and systemd alike", "[packaging]")
+{
+    Servers servers;
+    ScratchDir dir("peers-file");
+    std::string peers = (dir / "peers").string();
+    std::ofstream(peers) << "10.0.0.3\n";
+    SECTION("alone") {
+        std::string args = systemd_args({{"REPLICATION_PEERS_FILE", peers}}, servers);
+        CHECK(args == default_args + " -Y " + peers + " -X 11212 -Q 64");
+        OpenRC rc = openrc("REPLICATION_PEERS_FILE=\"" + peers + "\"", servers.with_replication);
+        INFO(rc.output);
+        CHECK(rc.accepted);
+        CHECK(rc.args == args);
+    }
+    SECTION("with peers") {
+        std::string args = systemd_args({{"REPLICATION_PEERS", "10.0.0.2"}, {"REPLICATION_PEERS_FILE", peers}}, servers);
+        CHECK(args == default_args + " -x 10.0.0.2 -Y " + peers + " -X 11212 -Q 64");
+        OpenRC rc = openrc("REPLICATION_PEERS=\"10.0.0.2\"\nREPLICATION_PEERS_FILE=\"" + peers + "\"",
+                           servers.with_replication);
+        INFO(rc.output);
+        CHECK(rc.args == args);
+    }
+    SECTION("checkconfig refuses a peers file that is not there, and one the server cannot use") {
+        OpenRC rc = openrc("REPLICATION_PEERS_FILE=\"" + peers + ".missing\"", servers.with_replication);
+        INFO(rc.output);
+        CHECK_FALSE(rc.accepted);
+        CHECK(rc.output.find("ERROR: REPLICATION_PEERS_FILE=\"" + peers + ".missing\" (/etc/conf.d/memcached) is not a file")
+              != std::string::npos);
+        OpenRC plain = openrc("REPLICATION_PEERS_FILE=\"" + peers + "\"", servers.without_replication);
+        INFO(plain.output);
+        CHECK_FALSE(plain.accepted);
+        CHECK(plain.output.find("REPLICATION_PEERS_FILE=\"" + peers + "\" (/etc/conf.d/memcached) asks for replication")
+              != std::string::npos);
+    }
+}
+
+TEST_CASE("a reload of either service sends memcached SIGHUP, which re-reads its peers file", "[packaging]")
+{
+    for (const char *name : {"memcached.service", "memcached@.service"}) {
+        INFO(name);
+        std::vector<std::string> lines = directives(fixture::slurp(repo / "dist/systemd" / name));
+        CHECK(std::count(lines.begin(), lines.end(), "ExecReload=/bin/kill -HUP $MAINPID") == 1);
+    }
+    // OpenRC: supervise-daemon passes the signal on to memcached.
+    ScratchDir dir("openrc-reload");
+    write_executable(dir / "supervise-daemon", "#!/bin/sh\necho \"supervise-daemon $*\"\n");
+    std::ofstream(dir / "reload.sh") << "ebegin() { echo \"ebegin $*\"; }\n"
+                                        "eend() { echo \"eend $*\"; }\n"
+                                        "ewarn() { echo \"WARNING: $*\"; }\n"
+                                        "PATH=" << quoted(dir.path()) << ":$PATH\n"
+                                        "RC_SVCNAME=memcached.cache2\n. "
+                                     << quoted(confd) << "\nREPLICATION_PEERS_FILE=/etc/memcached/peers\n. "
+                                     << quoted(initd) << "\n"
+                                     << "echo \"extra_started_commands=$extra_started_commands\"\n"
+                                        "reload\n";
+    CommandResult r = run("sh " + quoted(dir / "reload.sh"));
+    INFO(r.output);
+    REQUIRE(r.status == 0);
+    CHECK(r.output.find("extra_started_commands=reload\n") != std::string::npos);
+    CHECK(r.output.find("supervise-daemon memcached.cache2 --signal HUP --pidfile /run/memcached.cache2.pid\neend 0\n")
+          != std::string::npos);
+    CHECK(r.output.find("WARNING") == std::string::npos);
+}
