@@ -242,14 +242,12 @@ extern "C" int LLVMFuzzerInitialize(int *, char ***)
     return 0;
 }
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-    if (size < 1)
-        return 0;
-    const uint8_t mode = data[0];
-    std::string in(reinterpret_cast<const char *>(data) + 1, size - 1);
+namespace {
 
-    repl_fuzz_reset((mode & link_fuzz::secret) != 0);
+// One link's life: the peer sends `in` and its end of stream, then waits
+// for the node to close the link.
+void run_link(uint8_t mode, std::string in)
+{
     peer_end peer;
     peer.fd = open_link((mode & link_fuzz::dialled) != 0);
 
@@ -290,6 +288,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         peer.turn();
     }
     close(peer.fd);
+}
+
+} // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    const uint8_t mode = data[0];
+    std::string in(reinterpret_cast<const char *>(data) + 1, size - 1);
+
+    repl_fuzz_reset((mode & link_fuzz::secret) != 0);
+    if (mode & link_fuzz::stocked) {
+        bool with_secret = (mode & link_fuzz::secret) != 0;
+        run_link(mode & link_fuzz::secret, link_fuzz::hello(with_secret)
+                 + (with_secret ? link_fuzz::auth() : std::string()) + link_fuzz::stock());
+    }
+    run_link(mode, in);
 
     int bytes = 0;
     char *stats = do_repl_stats(&bytes);

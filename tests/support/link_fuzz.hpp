@@ -30,6 +30,10 @@ enum mode : uint8_t {
     // peer would (no input could, the node's nonce being random), so that
     // authenticated links get past the handshake.
     raw_macs = 4,
+    // The node holds data when the link comes up (items, tombstones, a
+    // flush made and one to come): the fuzzer first runs stock() on a
+    // link from the peer, so that this link's resync has something to walk.
+    stocked = 8,
 };
 
 // The node's second peer: an address and replication port nobody dials,
@@ -163,6 +167,16 @@ inline std::string session()
     return s;
 }
 
+// What a stocked node (mode::stocked) was sent before the link, after
+// its HELLO (and AUTH).
+inline std::string stock()
+{
+    std::string s = session();
+    for (int i = 0; i < 20; i++)
+        s += set("stock:" + std::to_string(i), std::string(size_t(i) * 50, 'v'), version(30 + i), i % 2 ? far_ahead : 0);
+    return s;
+}
+
 // (mode, bytes the peer sends) of each seed.
 inline std::vector<std::pair<uint8_t, std::string>> seeds()
 {
@@ -177,6 +191,11 @@ inline std::vector<std::pair<uint8_t, std::string>> seeds()
     s.push_back({dialled | secret, hello(true) + auth() + body});
     s.push_back({secret | raw_macs, hello(true) + auth() + body});
     s.push_back({dialled | secret | raw_macs, hello(true) + auth() + body});
+    // The same on a node that holds data: both sides resync.
+    s.push_back({stocked, hello(false) + body});
+    s.push_back({stocked | dialled, hello(false) + body});
+    s.push_back({stocked | secret, hello(true) + auth() + body});
+    s.push_back({stocked | dialled | secret, hello(true) + auth() + body});
     // The two ends disagree about the secret; a frame before the AUTH.
     s.push_back({0, hello(true) + body});
     s.push_back({secret, hello(false) + body});
