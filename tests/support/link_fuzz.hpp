@@ -10,6 +10,7 @@
 #pragma once
 
 #include "repl_codec.h"
+#include "support/frames.hpp"
 
 #include <cstdint>
 #include <cstring>
@@ -63,107 +64,45 @@ inline uint64_t version(uint64_t logical, uint8_t node = peer_node)
 constexpr uint64_t long_ago = 1000000000;       // 2001: already expired
 constexpr uint64_t far_ahead = 4000000000;      // 2096
 
-inline std::string encode(const repl_frame &f)
-{
-    std::string bytes(repl_encoded_size(&f), '\0');
-    size_t written = 0;
-    if (repl_encode(&f, &bytes[0], bytes.size(), &written) != REPL_OK)
-        return std::string();
-    bytes.resize(written);
-    return bytes;
-}
-
-inline repl_frame blank(uint8_t type)
-{
-    repl_frame f;
-    std::memset(&f, 0, sizeof f);
-    f.type = type;
-    return f;
-}
-
 inline std::string hello(bool with_auth, uint8_t node = peer_node, uint64_t instance = peer_instance,
-                         const char *cluster = "memcached")
+                         const std::string &cluster = "memcached")
 {
-    static const std::string nonce(REPL_NONCE_LEN, '\x3c');
-    repl_frame f = blank(REPL_FRAME_HELLO);
-    f.proto_version = REPL_PROTO_VERSION;
-    f.node_id = node;
-    f.instance_id = instance;
-    f.listen_port = accepted_peer_port;
-    f.cluster = cluster;
-    f.ncluster = uint8_t(std::strlen(cluster));
-    if (with_auth) {
-        f.auth = REPL_AUTH_HMAC_SHA256;
-        f.nonce = nonce.data();
-    }
-    return encode(f);
+    return fixture::hello_frame(accepted_peer_port, node, instance,
+                                with_auth ? REPL_AUTH_HMAC_SHA256 : REPL_AUTH_NONE,
+                                with_auth ? std::string(REPL_NONCE_LEN, '\x3c') : std::string(), cluster);
 }
 
 inline std::string auth()
 {
-    return encode(blank(REPL_FRAME_AUTH));   // zeros: the fuzzer signs it
+    return fixture::simple_frame(REPL_FRAME_AUTH);     // zeros: the fuzzer signs it
 }
 
-inline std::string set(const std::string &key, const std::string &value, uint64_t version,
-                       uint64_t exptime = 0, uint32_t flags = 0)
-{
-    repl_frame f = blank(REPL_FRAME_SET);
-    f.version = version;
-    f.exptime = exptime;
-    f.flags = flags;
-    f.key = key.data();
-    f.nkey = uint8_t(key.size());
-    f.value = value.data();
-    f.nvalue = uint32_t(value.size());
-    return encode(f);
-}
-
-inline std::string del(const std::string &key, uint64_t version, uint64_t hold_until = 0)
-{
-    repl_frame f = blank(REPL_FRAME_DELETE);
-    f.version = version;
-    f.exptime = hold_until;
-    f.key = key.data();
-    f.nkey = uint8_t(key.size());
-    return encode(f);
-}
-
-inline std::string flush(uint64_t version, uint64_t when = 0)
-{
-    repl_frame f = blank(REPL_FRAME_FLUSH);
-    f.version = version;
-    f.exptime = when;
-    return encode(f);
-}
-
-inline std::string simple(uint8_t type, uint64_t items = 0)
-{
-    repl_frame f = blank(type);
-    f.items = items;
-    return encode(f);
-}
+using fixture::delete_frame;
+using fixture::flush_frame;
+using fixture::set_frame;
+using fixture::simple_frame;
 
 // A whole resync from the peer, then writes made on it while online.
 inline std::string session()
 {
     std::string s;
-    s += simple(REPL_FRAME_SYNC_BEGIN);
-    s += del("gone", version(1), 0);
-    s += set("user:42", "hello\r\n\0world", version(2), 0, 0xdeadbeef);
-    s += set("session:\xc3\xa9t\xc3\xa9", std::string(3000, 's'), version(3), far_ahead, 7);
-    s += set("expired", "old", version(4), long_ago);
-    s += set("tab\tkey", "v", version(5));
-    s += simple(REPL_FRAME_SYNC_END, 4);
-    s += simple(REPL_FRAME_PING);
-    s += set("user:42", "newer", version(10));
-    s += set("user:42", "older", version(9));                   // a conflict
-    s += del("user:42", version(10), far_ahead);                // delete-locked
-    s += set("user:42", "after the lock", version(11));
-    s += del("session:\xc3\xa9t\xc3\xa9", version(3));
-    s += set("session:\xc3\xa9t\xc3\xa9", "resurrected?", version(3));  // a tombstone's
-    s += flush(version(20), far_ahead);                         // delayed
-    s += flush(version(21));                                    // now
-    s += set("k", "", version(22));
+    s += simple_frame(REPL_FRAME_SYNC_BEGIN);
+    s += delete_frame("gone", version(1), 0);
+    s += set_frame("user:42", "hello\r\n\0world", version(2), 0, 0xdeadbeef);
+    s += set_frame("session:\xc3\xa9t\xc3\xa9", std::string(3000, 's'), version(3), far_ahead, 7);
+    s += set_frame("expired", "old", version(4), long_ago);
+    s += set_frame("tab\tkey", "v", version(5));
+    s += simple_frame(REPL_FRAME_SYNC_END, 4);
+    s += simple_frame(REPL_FRAME_PING);
+    s += set_frame("user:42", "newer", version(10));
+    s += set_frame("user:42", "older", version(9));                   // a conflict
+    s += delete_frame("user:42", version(10), far_ahead);                // delete-locked
+    s += set_frame("user:42", "after the lock", version(11));
+    s += delete_frame("session:\xc3\xa9t\xc3\xa9", version(3));
+    s += set_frame("session:\xc3\xa9t\xc3\xa9", "resurrected?", version(3));  // a tombstone's
+    s += flush_frame(version(20), far_ahead);                         // delayed
+    s += flush_frame(version(21));                                    // now
+    s += set_frame("k", "", version(22));
     return s;
 }
 
@@ -173,7 +112,7 @@ inline std::string stock()
 {
     std::string s = session();
     for (int i = 0; i < 20; i++)
-        s += set("stock:" + std::to_string(i), std::string(size_t(i) * 50, 'v'), version(30 + i), i % 2 ? far_ahead : 0);
+        s += set_frame("stock:" + std::to_string(i), std::string(size_t(i) * 50, 'v'), version(30 + i), i % 2 ? far_ahead : 0);
     return s;
 }
 
@@ -199,7 +138,7 @@ inline std::vector<std::pair<uint8_t, std::string>> seeds()
     // The two ends disagree about the secret; a frame before the AUTH.
     s.push_back({0, hello(true) + body});
     s.push_back({secret, hello(false) + body});
-    s.push_back({secret, hello(true) + simple(REPL_FRAME_PING) + auth()});
+    s.push_back({secret, hello(true) + simple_frame(REPL_FRAME_PING) + auth()});
     // Handshakes that are refused or end otherwise.
     s.push_back({0, body});                                     // not a HELLO first
     s.push_back({0, hello(false, peer_node, peer_instance, "another")});
@@ -213,14 +152,14 @@ inline std::vector<std::pair<uint8_t, std::string>> seeds()
         s.push_back({0, old});
     }
     // Protocol errors once online, and a short resync.
-    s.push_back({0, hello(false) + simple(REPL_FRAME_SYNC_END) + hello(false)});
-    s.push_back({0, hello(false) + simple(REPL_FRAME_SYNC_END) + set("k", "v", version(1, 9))});
-    s.push_back({0, hello(false) + simple(REPL_FRAME_SYNC_BEGIN) + simple(REPL_FRAME_SYNC_END, 5)});
+    s.push_back({0, hello(false) + simple_frame(REPL_FRAME_SYNC_END) + hello(false)});
+    s.push_back({0, hello(false) + simple_frame(REPL_FRAME_SYNC_END) + set_frame("k", "v", version(1, 9))});
+    s.push_back({0, hello(false) + simple_frame(REPL_FRAME_SYNC_BEGIN) + simple_frame(REPL_FRAME_SYNC_END, 5)});
     const uint64_t ten_years_ms = 10ULL * 366 * 24 * 3600 * 1000;
-    s.push_back({0, hello(false) + set("ahead", "v", version(1) + (ten_years_ms << 20))});
+    s.push_back({0, hello(false) + set_frame("ahead", "v", version(1) + (ten_years_ms << 20))});
     s.push_back({0, hello(false) + std::string("\0\0\0\x01\x63", 5)});      // unknown type
     s.push_back({0, hello(false) + std::string("\x7f\0\0\0\x02", 5)});      // too long
-    s.push_back({0, hello(false) + set("half", "a frame cut short", version(1)).substr(0, 20)});
+    s.push_back({0, hello(false) + set_frame("half", "a frame cut short", version(1)).substr(0, 20)});
     return s;
 }
 
