@@ -90,15 +90,9 @@ struct Exchange {
 
 Exchange forge(uint16_t repl_port, const std::string &bytes)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(repl_port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr) != 0) {
-        close(fd);
+    int fd = connected_socket(repl_port);
+    if (fd < 0)
         throw std::runtime_error("cannot connect to the replication port");
-    }
     timeval tv{5, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);

@@ -55,15 +55,9 @@ class RawPeer {
 public:
     explicit RawPeer(uint16_t repl_port)
     {
-        fd_ = socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in addr{};
-        addr.sin_family = AF_INET;
-        addr.sin_port = htons(repl_port);
-        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (connect(fd_, reinterpret_cast<sockaddr *>(&addr), sizeof addr) != 0) {
-            close(fd_);
+        fd_ = connected_socket(repl_port);
+        if (fd_ < 0)
             throw std::runtime_error("cannot connect to the replication port");
-        }
     }
     ~RawPeer() { close(fd_); }
     RawPeer(const RawPeer &) = delete;

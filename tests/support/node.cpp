@@ -107,6 +107,11 @@ int listening_socket(uint32_t address, uint16_t port)
     return fd;
 }
 
+int connected_socket(uint16_t port)
+{
+    return connect_to("127.0.0.1", port);
+}
+
 uint16_t free_port()
 {
     static std::mt19937 random(std::random_device{}() ^ static_cast<unsigned>(getpid()));
