@@ -37,18 +37,26 @@ CXXFLAGS ?= -O1 -g
 BENCH_TOOL := $(BUILD)/tests/repl-bench
 TEST_CXXFLAGS := -std=c++17 -Wall -Wextra -Itests -I$(SRC) -DREPO_ROOT=\"$(CURDIR)\" $(CXXFLAGS)
 DIST_TARBALL := $(BUILD)/memcached-$(UPSTREAM_VERSION)-repcached-ng-$(SERIES_VERSION)-patches.tar.gz
-# make fuzz: the decoder under libFuzzer, for FUZZ_SECONDS seconds, with
-# AddressSanitizer and UBSan; what it learns is kept in $(FUZZ_DIR)/corpus.
+# make fuzz: each fuzz target under libFuzzer, for FUZZ_SECONDS seconds,
+# with AddressSanitizer and UBSan, from its committed seeds
+# (tests/fuzz/corpus/<target>/); what it learns is kept in
+# $(FUZZ_DIR)/corpus/<target>. make check runs each for FUZZ_CHECK_SECONDS.
 CLANG    ?= clang
 CLANGXX  ?= clang++
 FUZZ_SECONDS ?= 30
+FUZZ_CHECK_SECONDS ?= 20
+# repl-codec: the wire decoder alone; repl-link: a link's handshake and
+# frames through a real node's link, apply and cache code.
+FUZZ_TARGETS := repl-codec repl-link
 # make soak: kill -9 cycles of a replicated pair under writes (make check
 # runs 5 of them on each variant).
 SOAK_CYCLES ?= 100
 FUZZ_DIR := $(BUILD)/fuzz
 FUZZ_SANITIZERS := -fsanitize=address,undefined -fno-sanitize-recover=all
-# The decoder bails out at REPL_FRAME_MAX; longer inputs only slow it down.
-FUZZ_MAX_LEN ?= 4096
+# Longer inputs only slow the targets down: the decoder's cases fit in
+# 4 KiB, a link's in 64 KiB (a resync of a few items, a large value).
+FUZZ_MAX_LEN_repl-codec ?= 4096
+FUZZ_MAX_LEN_repl-link ?= 65536
 # make check-sanitize: the patched server built with ThreadSanitizer (threads
 # variant) and with AddressSanitizer and UBSan (both variants), each in a
 # build tree of its own named <sanitizer>-<variant>; any report fails the run.
@@ -80,7 +88,7 @@ ENVFILE  ?= /etc/default/memcached
 
 # --- User-facing targets ------------------------------------------------------
 
-.PHONY: soak all check check-sanitize bench bench-tools demo fuzz patches-check dist manifest deb-source deb install install-systemd uninstall clean distclean help deps-build deps-check deps-deb deps-fuzz deps-sanitize
+.PHONY: soak all check check-sanitize bench bench-tools demo fuzz fuzz-corpus patches-check dist manifest deb-source deb install install-systemd uninstall clean distclean help deps-build deps-check deps-deb deps-fuzz deps-sanitize
 
 ## all: build memcached (build/single/memcached, build/threads/memcached)
 all: $(foreach v,$(VARIANTS),build-$(v))
@@ -88,7 +96,7 @@ all: $(foreach v,$(VARIANTS),build-$(v))
 ## check: build, then run the upstream suite on both variants and our tests
 check: all deps-check
 	$(MAKE) --no-print-directory test-binaries
-	scripts/check $(BUILD) $(SRC) $(VARIANTS)
+	FUZZ_CHECK_SECONDS=$(FUZZ_CHECK_SECONDS) scripts/check $(BUILD) $(SRC) $(VARIANTS)
 
 ## check-sanitize: the [node] tests against the server built with TSan (threads) and ASan+UBSan (both variants); about 20 minutes
 check-sanitize: $(foreach s,$(SANITIZE_BUILDS),build-$(s)) deps-check
@@ -106,16 +114,22 @@ bench: all $(foreach v,$(PLAIN_VARIANTS),build-$(v)) bench-tools
 demo: build-threads
 	scripts/demo $(BUILD)/threads/memcached
 
-## fuzz: fuzz the replication decoder with libFuzzer, ASan and UBSan for FUZZ_SECONDS (default 30) seconds
-fuzz: $(BUILD)/.patched deps-fuzz
+## fuzz: fuzz the decoder, then a replication link of a real node, with libFuzzer, ASan and UBSan for FUZZ_SECONDS (default 30) seconds each
+fuzz: build-single deps-fuzz
 	$(MAKE) --no-print-directory fuzz-binaries
-	rm -rf $(FUZZ_DIR)/seeds
-	mkdir -p $(FUZZ_DIR)/seeds $(FUZZ_DIR)/corpus
-	$(FUZZ_DIR)/repl-codec-seeds $(FUZZ_DIR)/seeds
-	$(FUZZ_DIR)/repl-codec-fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) \
-	    -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds || \
-	    { echo "make fuzz: the fuzzer found an input that breaks the decoder (saved as $(FUZZ_DIR)/crash-*, report above);" \
-	        "reproduce it with $(FUZZ_DIR)/repl-codec-fuzz FILE, and add it to tests/unit/repl_codec_test.cpp once fixed" >&2; exit 1; }
+	@for target in $(FUZZ_TARGETS); do \
+	    $(MAKE) --no-print-directory fuzz-run FUZZ_TARGET=$$target FUZZ_CORPUS=$(FUZZ_DIR)/corpus/$$target || \
+	    { echo "make fuzz: $$target found an input that breaks the code (saved as $(FUZZ_DIR)/$$target-crash-*, -leak-* or -timeout-*; report above);" \
+	        "reproduce it with $(FUZZ_DIR)/$$target-fuzz FILE, fix it, and add it to tests/fuzz/corpus/$$target/ as a regression seed" >&2; exit 1; }; \
+	done
+
+## fuzz-corpus: write the fuzz targets' seeds into tests/fuzz/corpus/ (commit them)
+fuzz-corpus: $(BUILD)/.patched deps-fuzz
+	$(MAKE) --no-print-directory $(FUZZ_DIR)/repl-fuzz-seeds
+	for target in $(FUZZ_TARGETS); do \
+	    rm -f tests/fuzz/corpus/$$target/seed-* && mkdir -p tests/fuzz/corpus/$$target && \
+	    $(FUZZ_DIR)/repl-fuzz-seeds $$target tests/fuzz/corpus/$$target || exit 1; \
+	done
 
 ## soak: kill -9 either node of a pair under writes SOAK_CYCLES (default 100) times, on the threaded build
 soak: build-threads
@@ -285,9 +299,11 @@ $(BUILD)/tests/repcached-tests: $(TEST_MAIN) $(TEST_OBJECTS) $(TEST_C_OBJECTS)
 
 -include $(TEST_MAIN:.o=.d) $(TEST_OBJECTS:.o=.d)
 
-$(LOCK_HANDOFF): tests/tools/lock_handoff.c
+# Preloaded into memcached, a C program: no exceptions, and libstdc++ is
+# not loaded (it uses none of it).
+$(LOCK_HANDOFF): tests/tools/lock_handoff.cpp
 	mkdir -p $(dir $@)
-	$(CC) -std=gnu99 -Wall -Wextra -O2 -g -shared -fPIC -o $@ $< -ldl
+	$(CXX) -std=c++17 -Wall -Wextra -O2 -g -shared -fPIC -fno-exceptions -fno-rtti -Wl,--as-needed -o $@ $< -ldl
 
 $(FIXED_RANDOM): tests/tools/fixed_random.c
 	mkdir -p $(dir $@)
@@ -302,19 +318,48 @@ $(DIST_TARBALL): $(PATCHES)
 	mkdir -p $(BUILD)
 	scripts/dist-series $@
 
-# The fuzzer. The codec also gets coverage instrumentation (fuzzer-no-link),
-# so that libFuzzer is guided by the decoder's branches, not only the harness's.
+# The fuzzers. The code they test gets coverage instrumentation too
+# (fuzzer-no-link), so that libFuzzer is guided by its branches, not only
+# the harness's. repl-link links the whole patched server, configured as
+# the single variant (its config.h), built with -DREPL_FUZZING (the seams
+# it drives, compiled into nothing else) and main() renamed.
 FUZZ_CXXFLAGS := -std=c++17 -Wall -Wextra -g -O1 -Itests -I$(SRC)
+FUZZ_NODE_SOURCES := memcached slabs items assoc stats replication repl_codec repl_auth hlc
+FUZZ_NODE_OBJECTS := $(patsubst %,$(FUZZ_DIR)/node/%.o,$(FUZZ_NODE_SOURCES))
+FUZZ_NODE_LIBS := -levent -lcrypto
 
 .PHONY: fuzz-binaries
-fuzz-binaries: $(FUZZ_DIR)/repl-codec-fuzz $(FUZZ_DIR)/repl-codec-seeds
+fuzz-binaries: $(patsubst %,$(FUZZ_DIR)/%-fuzz,$(FUZZ_TARGETS)) $(FUZZ_DIR)/repl-fuzz-seeds
 
 $(FUZZ_DIR)/repl_codec.o: $(SRC)/repl_codec.c $(SRC)/repl_codec.h
 	mkdir -p $(dir $@)
 	$(CLANG) -std=gnu99 -Wall -Wextra -g -O1 -fsanitize=fuzzer-no-link $(FUZZ_SANITIZERS) -c $< -o $@
 
+$(FUZZ_DIR)/node/%.o: $(SRC)/%.c $(wildcard $(SRC)/*.h) $(BUILD)/single/config.status
+	mkdir -p $(dir $@)
+	$(CLANG) -DHAVE_CONFIG_H -DREPL_FUZZING -Dmain=memcached_main -I$(BUILD)/single -I$(SRC) \
+	    -g -O1 -fsanitize=fuzzer-no-link $(FUZZ_SANITIZERS) -c $< -o $@
+
 $(FUZZ_DIR)/repl-codec-fuzz: tests/fuzz/repl_codec_fuzz.cpp tests/support/codec_fuzz.hpp $(FUZZ_DIR)/repl_codec.o
 	$(CLANGXX) $(FUZZ_CXXFLAGS) -fsanitize=fuzzer $(FUZZ_SANITIZERS) -o $@ $< $(FUZZ_DIR)/repl_codec.o
 
-$(FUZZ_DIR)/repl-codec-seeds: tests/fuzz/seed_corpus.cpp tests/support/codec_fuzz.hpp $(FUZZ_DIR)/repl_codec.o
+$(FUZZ_DIR)/repl-link-fuzz: tests/fuzz/repl_link_fuzz.cpp tests/support/link_fuzz.hpp $(FUZZ_NODE_OBJECTS)
+	$(CLANGXX) $(FUZZ_CXXFLAGS) -fsanitize=fuzzer $(FUZZ_SANITIZERS) -o $@ $< $(FUZZ_NODE_OBJECTS) $(FUZZ_NODE_LIBS)
+
+# The fuzz targets, one a line (scripts/fuzz-check).
+.PHONY: fuzz-targets
+fuzz-targets:
+	@$(foreach t,$(FUZZ_TARGETS),echo '$(t)';)
+
+# One run of the fuzz target FUZZ_TARGET for FUZZ_SECONDS from its committed
+# seeds, adding what it learns to FUZZ_CORPUS (make fuzz, scripts/fuzz-check).
+# An input that takes 25 s is a hang, reported like a crash.
+.PHONY: fuzz-run
+fuzz-run:
+	mkdir -p $(FUZZ_CORPUS)
+	$(FUZZ_DIR)/$(FUZZ_TARGET)-fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN_$(FUZZ_TARGET)) \
+	    -timeout=25 -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/$(FUZZ_TARGET)- \
+	    $(FUZZ_CORPUS) tests/fuzz/corpus/$(FUZZ_TARGET)
+
+$(FUZZ_DIR)/repl-fuzz-seeds: tests/fuzz/seed_corpus.cpp tests/support/codec_fuzz.hpp tests/support/link_fuzz.hpp $(FUZZ_DIR)/repl_codec.o
 	$(CLANGXX) $(FUZZ_CXXFLAGS) -fsanitize=fuzzer-no-link $(FUZZ_SANITIZERS) -o $@ $< $(FUZZ_DIR)/repl_codec.o

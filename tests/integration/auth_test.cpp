@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include "repl_codec.h"
+#include "support/frames.hpp"
 #include "support/pair.hpp"
 
 #include <arpa/inet.h>
@@ -57,60 +58,24 @@ private:
 // by the codec; `auth` and `nonce` as a node with or without a secret.
 std::string hello(uint16_t listen_port, uint8_t auth = REPL_AUTH_NONE, const std::string &nonce = "")
 {
-    repl_frame f;
-    std::memset(&f, 0, sizeof f);
-    f.type = REPL_FRAME_HELLO;
-    f.proto_version = REPL_PROTO_VERSION;
-    f.node_id = 7;
-    f.instance_id = 0x0123456789abcdefULL;
-    f.listen_port = listen_port;
-    f.cluster = "memcached";    // the default cluster name (-Z)
-    f.ncluster = 9;
-    f.auth = auth;
-    f.nonce = nonce.empty() ? nullptr : nonce.data();
-    std::string bytes(repl_encoded_size(&f), '\0');
-    size_t written = 0;
-    if (repl_encode(&f, &bytes[0], bytes.size(), &written) != REPL_OK)
-        throw std::runtime_error("cannot encode a HELLO");
-    return bytes;
-}
-
-std::string encoded(const repl_frame &f)
-{
-    std::string bytes(repl_encoded_size(&f), '\0');
-    size_t written = 0;
-    if (repl_encode(&f, &bytes[0], bytes.size(), &written) != REPL_OK)
-        throw std::runtime_error("cannot encode a frame");
-    return bytes;
+    return hello_frame(listen_port, 7, 0x0123456789abcdefULL, auth, nonce);
 }
 
 std::string forged_set(const std::string &key, const std::string &value)
 {
-    repl_frame f;
-    std::memset(&f, 0, sizeof f);
-    f.type = REPL_FRAME_SET;
-    f.version = 0xFFFFFFFFFFFFFE00ULL;
-    f.key = key.data(), f.nkey = uint8_t(key.size());
-    f.value = value.data(), f.nvalue = uint32_t(value.size());
-    return encoded(f);
+    return set_frame(key, value, 0xFFFFFFFFFFFFFE00ULL);
 }
 
 // The flush of the issue: versioned so far ahead that every write after
 // it, on any node, looks older and is dropped.
 std::string forged_flush()
 {
-    repl_frame f;
-    std::memset(&f, 0, sizeof f);
-    f.type = REPL_FRAME_FLUSH;
-    f.version = 0xFFFFFFFFFFFFFF00ULL;
-    return encoded(f);
+    return flush_frame(0xFFFFFFFFFFFFFF00ULL);
 }
 
 std::string forged_auth()
 {
-    repl_frame f;
-    std::memset(&f, 0, sizeof f);
-    f.type = REPL_FRAME_AUTH;
+    repl_frame f = blank_frame(REPL_FRAME_AUTH);
     std::string mac(REPL_MAC_LEN, '\x42');
     f.mac = mac.data();
     return encoded(f);
@@ -126,15 +91,9 @@ struct Exchange {
 
 Exchange forge(uint16_t repl_port, const std::string &bytes)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(repl_port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr) != 0) {
-        close(fd);
+    int fd = connected_socket(repl_port);
+    if (fd < 0)
         throw std::runtime_error("cannot connect to the replication port");
-    }
     timeval tv{5, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);

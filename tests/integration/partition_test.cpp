@@ -52,6 +52,17 @@ struct SplitPair {
         b = std::make_unique<Node>(args_for(host_a), client_port, Node::Wait::serving, std::vector<std::string>{}, host_b);
     }
 
+    // Starts both nodes and waits up to `timeout` for their link to be
+    // online: "" once it is, else the link states last seen.
+    std::string start_online(std::chrono::milliseconds timeout)
+    {
+        start();
+        std::string seen;
+        if (eventually([&] { return online(*a) && online(*b); }, timeout, &seen, [&] { return states(); }))
+            return "";
+        return "not online; link states when last seen: " + seen;
+    }
+
     const Netns &ns_of(const Node &node) const { return &node == a.get() ? ns_a : ns_b; }
 
     std::map<std::string, std::string> stats(const Node &node) const
@@ -118,6 +129,15 @@ std::vector<std::string> keys_of(const std::string &prefix, size_t n)
     return keys;
 }
 
+// Every key the two writers of write_range() write, n of each kind.
+std::vector<std::string> all_keys(size_t n)
+{
+    std::vector<std::string> keys = keys_of("A", n), more = keys_of("B", n), shared = keys_of("s", n);
+    keys.insert(keys.end(), more.begin(), more.end());
+    keys.insert(keys.end(), shared.begin(), shared.end());
+    return keys;
+}
+
 // Each node holds exactly what its writer wrote under its own keys, and
 // for every shared key one of the two writers' values, the same on both
 // (the census comparison has already said they are identical).
@@ -157,19 +177,14 @@ TEST_CASE("a pair cut apart while both sides write is identical once the link he
     if (std::string why = netns_unavailable(); !why.empty())
         skip_test(why);
     SplitPair pair;
-    pair.start();
-    std::string seen;
-    REQUIRE(eventually([&] { return pair.online(*pair.a) && pair.online(*pair.b); }, 20s, &seen,
-                       [&] { return pair.states(); }));
-    INFO("link states when last seen: " << seen);
+    REQUIRE(pair.start_online(20s) == "");
 
     // 1,000 own and 1,000 shared keys per writer: 2,000 sets on each side,
     // half while the link still looks up to both nodes, half after both
     // have given up on it (REPL_SILENCE_TIMEOUT).
     const size_t n = 1000;
-    std::vector<std::string> keys = keys_of("A", n), more = keys_of("B", n), shared = keys_of("s", n);
-    keys.insert(keys.end(), more.begin(), more.end());
-    keys.insert(keys.end(), shared.begin(), shared.end());
+    std::vector<std::string> keys = all_keys(n);
+    std::string seen;
     {
         std::string body = "chain in { type filter hook input priority 0; iifname \"" + pair.veth.name_a() +
                            "\" drop; }\nchain out { type filter hook output priority 0; oifname \"" +
@@ -219,16 +234,10 @@ TEST_CASE("a pair whose link delays by 50 ms and loses 2 % of packets converges"
     NftTable slow_b(pair.ns_b, "slow", rules(host_a, pair.veth.name_b()));
     DelayProxy proxy_a(pair.ns_a, proxy_port, host_b, repl_port, 50ms, proxy_mark);
     DelayProxy proxy_b(pair.ns_b, proxy_port, host_a, repl_port, 50ms, proxy_mark);
-    pair.start();
-    std::string seen;
-    REQUIRE(eventually([&] { return pair.online(*pair.a) && pair.online(*pair.b); }, 30s, &seen,
-                       [&] { return pair.states(); }));
-    INFO("link states when last seen: " << seen);
+    REQUIRE(pair.start_online(30s) == "");
 
     const size_t n = 1000;
-    std::vector<std::string> keys = keys_of("A", n), more = keys_of("B", n), shared = keys_of("s", n);
-    keys.insert(keys.end(), more.begin(), more.end());
-    keys.insert(keys.end(), shared.begin(), shared.end());
+    std::vector<std::string> keys = all_keys(n);
     auto started = std::chrono::steady_clock::now();
     std::thread writer_b([&] { write_range(pair, *pair.b, "B", 0, n); });
     write_range(pair, *pair.a, "A", 0, n);

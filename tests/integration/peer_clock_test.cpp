@@ -6,6 +6,7 @@
 
 #include "hlc.h"
 #include "repl_codec.h"
+#include "support/frames.hpp"
 #include "support/pair.hpp"
 
 #include <arpa/inet.h>
@@ -44,55 +45,9 @@ uint64_t version_at(uint64_t ms, uint8_t node = forger_node)
     return ((ms - HLC_EPOCH_MS) << HLC_TIME_SHIFT) | node;
 }
 
-std::string encoded(const repl_frame &f)
-{
-    std::string bytes(repl_encoded_size(&f), '\0');
-    size_t written = 0;
-    if (repl_encode(&f, &bytes[0], bytes.size(), &written) != REPL_OK)
-        throw std::runtime_error("cannot encode a frame");
-    return bytes;
-}
-
 std::string hello(uint16_t listen_port)
 {
-    repl_frame f;
-    std::memset(&f, 0, sizeof f);
-    f.type = REPL_FRAME_HELLO;
-    f.proto_version = REPL_PROTO_VERSION;
-    f.node_id = forger_node;
-    f.instance_id = 0x0123456789abcdefULL;
-    f.listen_port = listen_port;
-    f.cluster = "memcached";
-    f.ncluster = 9;
-    return encoded(f);
-}
-
-std::string set(const std::string &key, const std::string &value, uint64_t version)
-{
-    repl_frame f;
-    std::memset(&f, 0, sizeof f);
-    f.type = REPL_FRAME_SET;
-    f.version = version;
-    f.key = key.data(), f.nkey = uint8_t(key.size());
-    f.value = value.data(), f.nvalue = uint32_t(value.size());
-    return encoded(f);
-}
-
-std::string flush(uint64_t version)
-{
-    repl_frame f;
-    std::memset(&f, 0, sizeof f);
-    f.type = REPL_FRAME_FLUSH;
-    f.version = version;
-    return encoded(f);
-}
-
-std::string sync_frame(int type)
-{
-    repl_frame f;
-    std::memset(&f, 0, sizeof f);
-    f.type = uint8_t(type);
-    return encoded(f);
+    return hello_frame(listen_port, forger_node);
 }
 
 // A peer played over a raw socket: it connects to a node's replication
@@ -101,15 +56,9 @@ class RawPeer {
 public:
     explicit RawPeer(uint16_t repl_port)
     {
-        fd_ = socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in addr{};
-        addr.sin_family = AF_INET;
-        addr.sin_port = htons(repl_port);
-        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (connect(fd_, reinterpret_cast<sockaddr *>(&addr), sizeof addr) != 0) {
-            close(fd_);
+        fd_ = connected_socket(repl_port);
+        if (fd_ < 0)
             throw std::runtime_error("cannot connect to the replication port");
-        }
     }
     ~RawPeer() { close(fd_); }
     RawPeer(const RawPeer &) = delete;
@@ -136,15 +85,16 @@ TEST_CASE("frames with versions far in the future are refused, counted, and do n
 
     RawPeer b(repl_a);
     const uint64_t now = wall_ms();
-    b.send_bytes(hello(repl_b) + sync_frame(REPL_FRAME_SYNC_BEGIN)
-                 + set("an-hour-ahead", "x", version_at(now + 3600 * 1000))
-                 + flush(0xFFFFFFFFFFFFFF00ULL)
-                 + set("near-the-end", "x", 0xFFFFFFFFFFFFFE00ULL | forger_node)
-                 + set("a-second-ahead", "applied", version_at(now + 1000)));
+    b.send_bytes(hello(repl_b) + simple_frame(REPL_FRAME_SYNC_BEGIN)
+                 + set_frame("an-hour-ahead", "x", version_at(now + 3600 * 1000))
+                 + flush_frame(0xFFFFFFFFFFFFFF00ULL)
+                 + set_frame("near-the-end", "x", 0xFFFFFFFFFFFFFE00ULL | forger_node)
+                 + set_frame("a-second-ahead", "applied", version_at(now + 1000)));
 
     // Frames are applied in order: the last one arriving says the others were seen.
     REQUIRE(eventually([&] { return ca.get("a-second-ahead").has_value(); }));
-    // Counters are published after the turn of the loop that applied the frames.
+    // The replication thread publishes its counters after the turn of its
+    // loop that applied the frames, up to a tick (100 ms) later.
     CHECK(eventually([&] { return stat(a, "peer0:too_far_ahead") == 3; }));
     CHECK_FALSE(ca.get("an-hour-ahead"));
     CHECK_FALSE(ca.get("near-the-end"));
@@ -156,7 +106,7 @@ TEST_CASE("frames with versions far in the future are refused, counted, and do n
     CHECK(cas > version_at(now + 1000, 0));
     CHECK(cas < version_at(wall_ms() + 60 * 1000, 0));
     INFO("and a write after the refused flush is not dropped as older than it");
-    b.send_bytes(set("from-the-peer", "applied", version_at(wall_ms())));
+    b.send_bytes(set_frame("from-the-peer", "applied", version_at(wall_ms())));
     CHECK(eventually([&] { return ca.get("from-the-peer").has_value(); }));
 }
 
@@ -170,11 +120,11 @@ TEST_CASE("outside its resync, a peer's write versioned with another node's id c
     const uint8_t third_node = uint8_t(forger_node + 1);
 
     RawPeer b(repl_a);
-    b.send_bytes(hello(repl_b) + sync_frame(REPL_FRAME_SYNC_BEGIN)
-                 + set("in-the-resync", "applied", version_at(wall_ms(), third_node))
-                 + sync_frame(REPL_FRAME_SYNC_END)
-                 + set("its-own", "applied", version_at(wall_ms()))
-                 + set("another-nodes", "x", version_at(wall_ms(), third_node)));
+    b.send_bytes(hello(repl_b) + simple_frame(REPL_FRAME_SYNC_BEGIN)
+                 + set_frame("in-the-resync", "applied", version_at(wall_ms(), third_node))
+                 + simple_frame(REPL_FRAME_SYNC_END)
+                 + set_frame("its-own", "applied", version_at(wall_ms()))
+                 + set_frame("another-nodes", "x", version_at(wall_ms(), third_node)));
 
     CHECK(eventually([&] { return stat(a, "protocol_errors") >= 1; }));
     INFO("a resync brings items written anywhere; a peer's own writes carry its id");

@@ -36,14 +36,8 @@ class BlackHole {
 public:
     explicit BlackHole(uint16_t port) : port_(port)
     {
-        fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        int one = 1;
-        setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        sockaddr_in addr{};
-        addr.sin_family = AF_INET;
-        addr.sin_port = htons(port);
-        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (bind(fd_, reinterpret_cast<sockaddr *>(&addr), sizeof addr) != 0 || listen(fd_, 16) != 0)
+        fd_ = listening_socket(INADDR_LOOPBACK, port);
+        if (fd_ < 0)
             throw std::runtime_error("black hole on port " + std::to_string(port) + ": " + strerror(errno));
     }
     ~BlackHole()

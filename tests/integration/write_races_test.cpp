@@ -24,7 +24,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// While it lives, the nodes started get tests/tools/lock_handoff.c
+// While it lives, the nodes started get tests/tools/lock_handoff.cpp
 // preloaded: a thread that releases a mutex now and then sleeps a little,
 // so that a window between two sections under the cache lock is wide
 // enough for another worker's write, as under production load.

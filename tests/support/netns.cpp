@@ -1,6 +1,7 @@
 #include "support/netns.hpp"
 
 #include "support/command.hpp"
+#include "support/node.hpp"
 
 #include <arpa/inet.h>
 #include <cerrno>
@@ -167,25 +168,15 @@ DelayProxy::DelayProxy(const Netns &ns, uint16_t listen_port, std::string target
                        std::chrono::milliseconds delay, uint32_t mark)
     : target_host_(std::move(target_host)), target_port_(target_port), delay_(delay), mark_(mark)
 {
-    int fd;
+    int fd, error;
     {
         NetnsScope in(ns);
-        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        fd = listening_socket(INADDR_ANY, listen_port);
+        error = errno;
     }
     if (fd < 0)
-        throw std::runtime_error(std::string("proxy socket: ") + strerror(errno));
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(listen_port);
-    addr.sin_addr.s_addr = htonl(INADDR_ANY);
-    if (bind(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr) != 0 || listen(fd, 16) != 0) {
-        int e = errno;
-        close(fd);
         throw std::runtime_error("proxy in " + ns.name() + " cannot listen on port " + std::to_string(listen_port) +
-                                 ": " + strerror(e));
-    }
+                                 ": " + strerror(error));
     thread_ = std::thread([this, &ns, fd] { run(ns, fd); });
 }
 

@@ -87,6 +87,31 @@ std::string slurp(const std::string &path)
 // port between our pick and the server's bind; and below the upstream
 // suites' blocks (16000-31999, scripts/check). A port is handed out once
 // per process, and only if it can be bound now.
+int listening_socket(uint32_t address, uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(address);
+    if (bind(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr) != 0 || listen(fd, 16) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+int connected_socket(uint16_t port)
+{
+    return connect_to("127.0.0.1", port);
+}
+
 uint16_t free_port()
 {
     static std::mt19937 random(std::random_device{}() ^ static_cast<unsigned>(getpid()));

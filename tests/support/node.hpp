@@ -28,6 +28,15 @@ namespace fixture {
 // the same ephemeral port twice in a row.
 uint16_t free_port();
 
+// A TCP socket listening on `address` (host order, e.g. INADDR_LOOPBACK)
+// and `port`, in the network namespace of the calling thread; -1 with
+// errno set if it cannot be had.
+int listening_socket(uint32_t address, uint16_t port);
+
+// A TCP socket connected to 127.0.0.1:`port`, with the fixture's send and
+// receive time-outs (10 s); -1 if the connection cannot be made.
+int connected_socket(uint16_t port);
+
 // The memcached binary under test: $MEMCACHED_BIN, else the single-threaded
 // build of this tree.
 std::string memcached_binary();
