@@ -182,20 +182,20 @@ TEST_CASE("stats show how far ahead a peer's clock is, as its writes show it, an
     auto offset = [&] { return std::stoll(stats()["peer0:clock_offset_ms"]); };
 
     RawPeer b(repl_a);
-    b.send_bytes(hello(repl_b) + sync_frame(REPL_FRAME_SYNC_BEGIN)
-                 + set("in-the-resync", "old", version_at(wall_ms() + 3600 * 1000))
-                 + sync_frame(REPL_FRAME_SYNC_END));
+    b.send_bytes(hello(repl_b) + simple_frame(REPL_FRAME_SYNC_BEGIN)
+                 + set_frame("in-the-resync", "old", version_at(wall_ms() + 3600 * 1000))
+                 + simple_frame(REPL_FRAME_SYNC_END));
     INFO("a resync's items may be old or refused: they say nothing of the peer's clock now");
     REQUIRE(eventually([&] { return stats()["peer0:state"] == "online"; }));
     CHECK(stats()["peer0:clock"] == "unknown");
 
-    b.send_bytes(set("on-time", "applied", version_at(wall_ms())));
+    b.send_bytes(set_frame("on-time", "applied", version_at(wall_ms())));
     REQUIRE(eventually([&] { return stats()["peer0:clock"] == "ok"; }));
     // The frame's time on the way is all that separates the clocks here:
     // far below the bound, whatever the load.
     CHECK(std::llabs(offset()) < 30 * 1000);
 
-    b.send_bytes(set("an-hour-ahead", "x", version_at(wall_ms() + 3600 * 1000)));
+    b.send_bytes(set_frame("an-hour-ahead", "x", version_at(wall_ms() + 3600 * 1000)));
     REQUIRE(eventually([&] { return stats()["peer0:clock"] == "warn"; }));
     CHECK(offset() > 3500 * 1000);
     CHECK(offset() <= 3600 * 1000);
@@ -203,7 +203,7 @@ TEST_CASE("stats show how far ahead a peer's clock is, as its writes show it, an
     CHECK_FALSE(ca.get("an-hour-ahead"));
 
     INFO("a peer whose clock is put right is ok again");
-    b.send_bytes(set("on-time-again", "applied", version_at(wall_ms())));
+    b.send_bytes(set_frame("on-time-again", "applied", version_at(wall_ms())));
     CHECK(eventually([&] { return stats()["peer0:clock"] == "ok"; }));
     CHECK(ca.get("on-time-again").value_or(Item{}).value == "applied");
 }
