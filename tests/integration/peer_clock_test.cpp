@@ -66,11 +66,13 @@ std::string hello(uint16_t listen_port)
     return encoded(f);
 }
 
-std::string set(const std::string &key, const std::string &value, uint64_t version)
+// A SET: of a resync (seq 0), or the peer's own write number `seq`.
+std::string set(const std::string &key, const std::string &value, uint64_t version, uint64_t seq = 0)
 {
     repl_frame f;
     std::memset(&f, 0, sizeof f);
     f.type = REPL_FRAME_SET;
+    f.seq = seq;
     f.version = version;
     f.key = key.data(), f.nkey = uint8_t(key.size());
     f.value = value.data(), f.nvalue = uint32_t(value.size());
@@ -86,6 +88,17 @@ std::string flush(uint64_t version)
     return encoded(f);
 }
 
+// What the raw peer says it holds of the node's writes: nothing.
+std::string resume()
+{
+    repl_frame f;
+    std::memset(&f, 0, sizeof f);
+    f.type = REPL_FRAME_RESUME;
+    return encoded(f);
+}
+
+// SYNC_BEGIN (of a full resync, after which the peer's writes start at
+// number 1) or SYNC_END (of a resync that walked no item).
 std::string sync_frame(int type)
 {
     repl_frame f;
@@ -135,7 +148,7 @@ TEST_CASE("frames with versions far in the future are refused, counted, and do n
 
     RawPeer b(repl_a);
     const uint64_t now = wall_ms();
-    b.send_bytes(hello(repl_b) + sync_frame(REPL_FRAME_SYNC_BEGIN)
+    b.send_bytes(hello(repl_b) + resume() + sync_frame(REPL_FRAME_SYNC_BEGIN)
                  + set("an-hour-ahead", "x", version_at(now + 3600 * 1000))
                  + flush(0xFFFFFFFFFFFFFF00ULL)
                  + set("near-the-end", "x", 0xFFFFFFFFFFFFFE00ULL | forger_node)
@@ -143,7 +156,9 @@ TEST_CASE("frames with versions far in the future are refused, counted, and do n
 
     // Frames are applied in order: the last one arriving says the others were seen.
     REQUIRE(eventually([&] { return ca.get("a-second-ahead").has_value(); }));
-    CHECK(stat(a, "peer0:too_far_ahead") == 3);
+    // Counters are published once the replication thread is done with
+    // what it read: a moment after the last write is applied.
+    CHECK(eventually([&] { return stat(a, "peer0:too_far_ahead") == 3; }));
     CHECK_FALSE(ca.get("an-hour-ahead"));
     CHECK_FALSE(ca.get("near-the-end"));
     CHECK(ca.get("before").value_or(Item{}).value == "kept");
@@ -168,11 +183,11 @@ TEST_CASE("outside its resync, a peer's write versioned with another node's id c
     const uint8_t third_node = uint8_t(forger_node + 1);
 
     RawPeer b(repl_a);
-    b.send_bytes(hello(repl_b) + sync_frame(REPL_FRAME_SYNC_BEGIN)
+    b.send_bytes(hello(repl_b) + resume() + sync_frame(REPL_FRAME_SYNC_BEGIN)
                  + set("in-the-resync", "applied", version_at(wall_ms(), third_node))
                  + sync_frame(REPL_FRAME_SYNC_END)
-                 + set("its-own", "applied", version_at(wall_ms()))
-                 + set("another-nodes", "x", version_at(wall_ms(), third_node)));
+                 + set("its-own", "applied", version_at(wall_ms()), 1)
+                 + set("another-nodes", "x", version_at(wall_ms(), third_node), 2));
 
     CHECK(eventually([&] { return stat(a, "protocol_errors") >= 1; }));
     INFO("a resync brings items written anywhere; a peer's own writes carry its id");
@@ -217,4 +232,52 @@ TEST_CASE("a pair writing with every command on both nodes never sees a protocol
     CHECK(stat(pair.b, "protocol_errors") == 0);
     CHECK(all_online(pair.a));
     CHECK(all_online(pair.b));
+}
+
+TEST_CASE("a peer's writes come numbered one after the other, or the link closes before they are applied",
+          "[node][replication][clock]")
+{
+    uint16_t repl_a = free_port(), repl_b = free_port();
+    Node a(replication_args(repl_a, repl_b));
+    Client ca(a);
+    forger_node = uint8_t(stat(a, "node_id") + 1);
+    const std::string start = hello(repl_b) + resume() + sync_frame(REPL_FRAME_SYNC_BEGIN)
+                              + sync_frame(REPL_FRAME_SYNC_END) + set("first", "applied", version_at(wall_ms()), 1);
+    uint64_t errors = 0;
+
+    SECTION("a number skipped") {
+        RawPeer b(repl_a);
+        b.send_bytes(start + set("skipped", "x", version_at(wall_ms()), 3));
+        CHECK(eventually([&] { return stat(a, "protocol_errors") > errors; }));
+        CHECK(ca.get("first").value_or(Item{}).value == "applied");
+        CHECK_FALSE(ca.get("skipped"));
+    }
+    SECTION("a number again") {
+        RawPeer b(repl_a);
+        b.send_bytes(start + set("again", "x", version_at(wall_ms()), 1));
+        CHECK(eventually([&] { return stat(a, "protocol_errors") > errors; }));
+        CHECK_FALSE(ca.get("again"));
+    }
+    SECTION("a write without a number once its resync is over") {
+        RawPeer b(repl_a);
+        b.send_bytes(start + set("unnumbered", "x", version_at(wall_ms())));
+        CHECK(eventually([&] { return stat(a, "protocol_errors") > errors; }));
+        CHECK_FALSE(ca.get("unnumbered"));
+    }
+    SECTION("an acknowledgement of a write the node never made") {
+        REQUIRE(ca.set("made-here", "v") == "STORED");
+        repl_frame f;
+        std::memset(&f, 0, sizeof f);
+        f.type = REPL_FRAME_ACK;
+        f.seq = 2;
+        RawPeer b(repl_a);
+        b.send_bytes(start + encoded(f));
+        CHECK(eventually([&] { return stat(a, "protocol_errors") > errors; }));
+    }
+    SECTION("anything but a RESUME first") {
+        RawPeer b(repl_a);
+        b.send_bytes(hello(repl_b) + sync_frame(REPL_FRAME_SYNC_BEGIN));
+        CHECK(eventually([&] { return stat(a, "protocol_errors") > errors; }));
+    }
+    CHECK(replication_stats(a)["peer0:state"] != "online");
 }
