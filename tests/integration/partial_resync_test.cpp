@@ -349,3 +349,72 @@ TEST_CASE("a node of a three-node mesh cut off for a few seconds catches up part
     CHECK(after_1.partial > on_1.partial);
     CHECK(after_0.frames_sent - on_0.frames_sent < 10000);
 }
+
+TEST_CASE("a delayed flush_all whose time passes while the peer is away removes the same items on both",
+          "[node][replication][partial-resync]")
+{
+    Pair pair;
+    REQUIRE(both_online(pair));
+    Client a(pair.a);
+    std::vector<std::string> before, between, after;
+    for (int i = 0; i < 50; i++) {
+        before.push_back("before:" + std::to_string(i));
+        REQUIRE(a.set(before.back(), "v") == "STORED");
+    }
+    REQUIRE(pair.converge(before) == "");
+
+    // B is away (frozen until A gives its link up as silent) while A's
+    // delayed flush_all comes due: A removes what was written before its
+    // time, the writes made between the command and that time too.
+    pair.b.freeze();
+    CHECK(a.flush_all(2) == "OK");
+    for (int i = 0; i < 50; i++) {
+        between.push_back("between:" + std::to_string(i));
+        REQUIRE(a.set(between.back(), "v") == "STORED");
+    }
+    std::this_thread::sleep_for(3500ms);
+    for (int i = 0; i < 50; i++) {
+        after.push_back("after:" + std::to_string(i));
+        REQUIRE(a.set(after.back(), "v") == "STORED");
+    }
+    CHECK(census(pair.a, before).empty());
+    CHECK(census(pair.a, between).empty());
+    REQUIRE(eventually([&] { return replication_stats(pair.a)["peer0:state"] != "online"; }, 20s));
+    const Resyncs resumed = resyncs(pair.a, "peer0");
+    pair.b.thaw();
+
+    REQUIRE(both_online(pair));
+    std::vector<std::string> keys = before;
+    keys.insert(keys.end(), between.begin(), between.end());
+    keys.insert(keys.end(), after.begin(), after.end());
+    CHECK(pair.converge(keys) == "");
+    CHECK(census(pair.b, before).empty());
+    CHECK(census(pair.b, between).empty());
+    CHECK(census(pair.b, after).size() == after.size());
+    INFO("A: " << describe(pair.a));
+    CHECK(resyncs(pair.a, "peer0").partial > resumed.partial);
+}
+
+TEST_CASE("a peer that could not apply a write gets a full resync, not a partial one, when its link comes back",
+          "[node][replication][partial-resync][integrity]")
+{
+    require_ss_kill();
+    // B has 2 MB and may not evict (-M): most of A's 4 MB of writes do not
+    // fit there, and are counted as such.
+    uint16_t repl_a = free_port(), repl_b = free_port();
+    Node a(replication_args(repl_a, repl_b, {"-m", "64"}));
+    Node b(replication_args(repl_b, repl_a, {"-m", "2", "-M"}));
+    REQUIRE(eventually([&] { return all_online(a) && all_online(b); }, 30s));
+    auto keys = fill(a, "k:", 4000, 1000);
+    REQUIRE(eventually([&] { return stat(a, "peer0:acked_seq") == stat(a, "seq"); }, 30s));
+    REQUIRE(stat(b, "peer0:apply_failed") > 0);
+    const Resyncs before = resyncs(a, "peer0");
+
+    // A partial resync would not bring back what B could not store: A
+    // must send it everything it holds again.
+    cut_links(a);
+    REQUIRE(eventually([&] { return all_online(a) && all_online(b) && resyncs(a, "peer0").full > before.full; },
+                       30s));
+    INFO("A: " << describe(a));
+    CHECK(resyncs(a, "peer0").partial == before.partial);
+}
