@@ -85,7 +85,7 @@ TEST_CASE("frames with versions far in the future are refused, counted, and do n
 
     RawPeer b(repl_a);
     const uint64_t now = wall_ms();
-    b.send_bytes(hello(repl_b) + simple_frame(REPL_FRAME_SYNC_BEGIN)
+    b.send_bytes(hello(repl_b) + resume_frame() + simple_frame(REPL_FRAME_SYNC_BEGIN)
                  + set_frame("an-hour-ahead", "x", version_at(now + 3600 * 1000))
                  + flush_frame(0xFFFFFFFFFFFFFF00ULL)
                  + set_frame("near-the-end", "x", 0xFFFFFFFFFFFFFE00ULL | forger_node)
@@ -93,8 +93,8 @@ TEST_CASE("frames with versions far in the future are refused, counted, and do n
 
     // Frames are applied in order: the last one arriving says the others were seen.
     REQUIRE(eventually([&] { return ca.get("a-second-ahead").has_value(); }));
-    // The replication thread publishes its counters after the turn of its
-    // loop that applied the frames, up to a tick (100 ms) later.
+    // Counters are published once the replication thread is done with
+    // what it read: a moment after the last write is applied.
     CHECK(eventually([&] { return stat(a, "peer0:too_far_ahead") == 3; }));
     CHECK_FALSE(ca.get("an-hour-ahead"));
     CHECK_FALSE(ca.get("near-the-end"));
@@ -120,11 +120,11 @@ TEST_CASE("outside its resync, a peer's write versioned with another node's id c
     const uint8_t third_node = uint8_t(forger_node + 1);
 
     RawPeer b(repl_a);
-    b.send_bytes(hello(repl_b) + simple_frame(REPL_FRAME_SYNC_BEGIN)
+    b.send_bytes(hello(repl_b) + resume_frame() + simple_frame(REPL_FRAME_SYNC_BEGIN)
                  + set_frame("in-the-resync", "applied", version_at(wall_ms(), third_node))
                  + simple_frame(REPL_FRAME_SYNC_END)
-                 + set_frame("its-own", "applied", version_at(wall_ms()))
-                 + set_frame("another-nodes", "x", version_at(wall_ms(), third_node)));
+                 + set_frame("its-own", "applied", version_at(wall_ms()), 0, 0, 1)
+                 + set_frame("another-nodes", "x", version_at(wall_ms(), third_node), 0, 0, 2));
 
     CHECK(eventually([&] { return stat(a, "protocol_errors") >= 1; }));
     INFO("a resync brings items written anywhere; a peer's own writes carry its id");
@@ -182,20 +182,20 @@ TEST_CASE("stats show how far ahead a peer's clock is, as its writes show it, an
     auto offset = [&] { return std::stoll(stats()["peer0:clock_offset_ms"]); };
 
     RawPeer b(repl_a);
-    b.send_bytes(hello(repl_b) + simple_frame(REPL_FRAME_SYNC_BEGIN)
+    b.send_bytes(hello(repl_b) + resume_frame() + simple_frame(REPL_FRAME_SYNC_BEGIN)
                  + set_frame("in-the-resync", "old", version_at(wall_ms() + 3600 * 1000))
                  + simple_frame(REPL_FRAME_SYNC_END));
     INFO("a resync's items may be old or refused: they say nothing of the peer's clock now");
     REQUIRE(eventually([&] { return stats()["peer0:state"] == "online"; }));
     CHECK(stats()["peer0:clock"] == "unknown");
 
-    b.send_bytes(set_frame("on-time", "applied", version_at(wall_ms())));
+    b.send_bytes(set_frame("on-time", "applied", version_at(wall_ms()), 0, 0, 1));
     REQUIRE(eventually([&] { return stats()["peer0:clock"] == "ok"; }));
     // The frame's time on the way is all that separates the clocks here:
     // far below the bound, whatever the load.
     CHECK(std::llabs(offset()) < 30 * 1000);
 
-    b.send_bytes(set_frame("an-hour-ahead", "x", version_at(wall_ms() + 3600 * 1000)));
+    b.send_bytes(set_frame("an-hour-ahead", "x", version_at(wall_ms() + 3600 * 1000), 0, 0, 2));
     REQUIRE(eventually([&] { return stats()["peer0:clock"] == "warn"; }));
     CHECK(offset() > 3500 * 1000);
     CHECK(offset() <= 3600 * 1000);
@@ -203,7 +203,7 @@ TEST_CASE("stats show how far ahead a peer's clock is, as its writes show it, an
     CHECK_FALSE(ca.get("an-hour-ahead"));
 
     INFO("a peer whose clock is put right is ok again");
-    b.send_bytes(set_frame("on-time-again", "applied", version_at(wall_ms())));
+    b.send_bytes(set_frame("on-time-again", "applied", version_at(wall_ms()), 0, 0, 3));
     CHECK(eventually([&] { return stats()["peer0:clock"] == "ok"; }));
     CHECK(ca.get("on-time-again").value_or(Item{}).value == "applied");
 }
@@ -268,4 +268,52 @@ TEST_CASE("two nodes that draw the same node id end with distinct ids, link agai
         unsigned long writer = std::stoul(key.substr(5)) % 2 ? std::stoul(id_a) : std::stoul(id_b);
         CHECK(hlc_node_of(item.cas) == writer);
     }
+}
+
+TEST_CASE("a peer's writes come numbered one after the other, or the link closes before they are applied",
+          "[node][replication][clock]")
+{
+    uint16_t repl_a = free_port(), repl_b = free_port();
+    Node a(replication_args(repl_a, repl_b));
+    Client ca(a);
+    forger_node = uint8_t(stat(a, "node_id") + 1);
+    const std::string start = hello(repl_b) + resume_frame() + simple_frame(REPL_FRAME_SYNC_BEGIN)
+                              + simple_frame(REPL_FRAME_SYNC_END) + set_frame("first", "applied", version_at(wall_ms()), 0, 0, 1);
+    uint64_t errors = 0;
+
+    SECTION("a number skipped") {
+        RawPeer b(repl_a);
+        b.send_bytes(start + set_frame("skipped", "x", version_at(wall_ms()), 0, 0, 3));
+        CHECK(eventually([&] { return stat(a, "protocol_errors") > errors; }));
+        CHECK(ca.get("first").value_or(Item{}).value == "applied");
+        CHECK_FALSE(ca.get("skipped"));
+    }
+    SECTION("a number again") {
+        RawPeer b(repl_a);
+        b.send_bytes(start + set_frame("again", "x", version_at(wall_ms()), 0, 0, 1));
+        CHECK(eventually([&] { return stat(a, "protocol_errors") > errors; }));
+        CHECK_FALSE(ca.get("again"));
+    }
+    SECTION("a write without a number once its resync is over") {
+        RawPeer b(repl_a);
+        b.send_bytes(start + set_frame("unnumbered", "x", version_at(wall_ms())));
+        CHECK(eventually([&] { return stat(a, "protocol_errors") > errors; }));
+        CHECK_FALSE(ca.get("unnumbered"));
+    }
+    SECTION("an acknowledgement of a write the node never made") {
+        REQUIRE(ca.set("made-here", "v") == "STORED");
+        repl_frame f;
+        std::memset(&f, 0, sizeof f);
+        f.type = REPL_FRAME_ACK;
+        f.seq = 2;
+        RawPeer b(repl_a);
+        b.send_bytes(start + encoded(f));
+        CHECK(eventually([&] { return stat(a, "protocol_errors") > errors; }));
+    }
+    SECTION("anything but a RESUME first") {
+        RawPeer b(repl_a);
+        b.send_bytes(hello(repl_b) + simple_frame(REPL_FRAME_SYNC_BEGIN));
+        CHECK(eventually([&] { return stat(a, "protocol_errors") > errors; }));
+    }
+    CHECK(replication_stats(a)["peer0:state"] != "online");
 }

@@ -132,7 +132,12 @@ inline std::string decoder_violation(const char *buf, size_t len)
         if (!inside(f.mac, REPL_MAC_LEN))
             return "mac outside the frame";
         break;
-    case REPL_FRAME_FLUSH: case REPL_FRAME_SYNC_BEGIN: case REPL_FRAME_SYNC_END: case REPL_FRAME_PING:
+    case REPL_FRAME_SYNC_BEGIN:
+        if (f.mode != REPL_SYNC_FULL && f.mode != REPL_SYNC_PARTIAL)
+            return "resync mode " + std::to_string(f.mode) + " accepted";
+        break;
+    case REPL_FRAME_FLUSH: case REPL_FRAME_SYNC_END: case REPL_FRAME_PING:
+    case REPL_FRAME_ACK: case REPL_FRAME_ACK_REQUEST: case REPL_FRAME_RESUME:
         break;
     default:
         return "unknown type " + std::to_string(f.type) + " accepted";
@@ -153,15 +158,16 @@ inline std::string decoder_violation(const char *buf, size_t len)
     return "";
 }
 
-// One small frame of each type (a HELLO with and without a secret), and
-// the longest key and cluster name, made by the encoder: seeds to mutate.
+// One small frame of each type (a HELLO with and without a secret, a full
+// and a partial SYNC_BEGIN, numbered writes and a resync's SET), and the
+// longest key and cluster name, made by the encoder: seeds to mutate.
 inline std::vector<std::string> seed_frames()
 {
     static const std::string longest_key(REPL_KEY_MAX, 'k');
     static const std::string longest_cluster(REPL_MAX_CLUSTER_NAME, 'c');
     static const std::string nonce(REPL_NONCE_LEN, '\x5a');
     static const std::string mac(REPL_MAC_LEN, '\xa5');
-    std::vector<repl_frame> frames(12);
+    std::vector<repl_frame> frames(17);
     for (auto &f : frames)
         std::memset(&f, 0, sizeof f);
     frames[0].type = REPL_FRAME_HELLO;
@@ -172,6 +178,7 @@ inline std::vector<std::string> seed_frames()
     frames[0].cluster = "cache-eu";
     frames[0].ncluster = 8;
     frames[1].type = REPL_FRAME_SET;
+    frames[1].seq = 1234567;
     frames[1].version = 0x0000123456789a02ULL;
     frames[1].exptime = 1795478400;
     frames[1].flags = 0xdeadbeef;
@@ -183,13 +190,16 @@ inline std::vector<std::string> seed_frames()
     frames[2].key = "k";
     frames[2].nkey = 1;
     frames[3].type = REPL_FRAME_DELETE;
+    frames[3].seq = 1234568;
     frames[3].version = 77;
     frames[3].exptime = 1795478460;
     frames[3].key = "session:\xc3\xa9t\xc3\xa9";
     frames[3].nkey = 13;
     frames[4].type = REPL_FRAME_FLUSH;
+    frames[4].seq = 1234569;
     frames[4].version = 78;
     frames[5].type = REPL_FRAME_SYNC_BEGIN;
+    frames[5].seq = 1234000;
     frames[6].type = REPL_FRAME_SYNC_END;
     frames[6].items = 1000000;
     frames[7].type = REPL_FRAME_PING;
@@ -205,6 +215,16 @@ inline std::vector<std::string> seed_frames()
     frames[10].nonce = nonce.data();
     frames[11].type = REPL_FRAME_AUTH;
     frames[11].mac = mac.data();
+    frames[12].type = REPL_FRAME_ACK;
+    frames[12].seq = 1234569;
+    frames[13].type = REPL_FRAME_ACK_REQUEST;
+    frames[14].type = REPL_FRAME_RESUME;
+    frames[14].instance_id = 0x0123456789abcdefULL;
+    frames[14].seq = 1234000;
+    frames[15] = frames[5];             // a partial resync
+    frames[15].mode = REPL_SYNC_PARTIAL;
+    frames[16] = frames[1];             // a SET a resync carries: no seq
+    frames[16].seq = 0;
 
     std::vector<std::string> seeds;
     for (const auto &f : frames) {

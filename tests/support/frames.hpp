@@ -54,10 +54,12 @@ inline std::string hello_frame(uint16_t listen_port, uint8_t node_id, uint64_t i
     return encoded(f);
 }
 
+// A SET of a resync (seq 0), or the sender's own write number `seq`.
 inline std::string set_frame(const std::string &key, const std::string &value, uint64_t version,
-                             uint64_t exptime = 0, uint32_t flags = 0)
+                             uint64_t exptime = 0, uint32_t flags = 0, uint64_t seq = 0)
 {
     repl_frame f = blank_frame(REPL_FRAME_SET);
+    f.seq = seq;
     f.version = version;
     f.exptime = exptime;
     f.flags = flags;
@@ -89,6 +91,13 @@ inline std::string simple_frame(uint8_t type, uint64_t items = 0)
     repl_frame f = blank_frame(type);
     f.items = items;
     return encoded(f);
+}
+
+// What a peer says it holds of the node's writes, sent after its HELLO:
+// nothing (a full resync follows).
+inline std::string resume_frame()
+{
+    return encoded(blank_frame(REPL_FRAME_RESUME));
 }
 
 } // namespace fixture

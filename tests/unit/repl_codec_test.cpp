@@ -26,6 +26,7 @@ using namespace std::string_literals;
 // A frame as a value: repl_frame, with the bytes it points to copied in.
 struct Frame {
     int type = 0;
+    uint64_t seq = 0;
     uint64_t version = 0, exptime = 0;
     uint32_t flags = 0;
     std::string key, value;
@@ -38,10 +39,11 @@ struct Frame {
     uint8_t auth = 0;
     std::string nonce;      // HELLO: REPL_NONCE_LEN bytes
     std::string mac;        // AUTH: REPL_MAC_LEN bytes
+    uint8_t mode = 0;       // SYNC_BEGIN
 
     bool operator==(const Frame &o) const
     {
-        return type == o.type && version == o.version && exptime == o.exptime && flags == o.flags
+        return type == o.type && seq == o.seq && mode == o.mode && version == o.version && exptime == o.exptime && flags == o.flags
             && key == o.key && value == o.value && items == o.items && proto_version == o.proto_version
             && node_id == o.node_id && instance_id == o.instance_id && listen_port == o.listen_port
             && cluster == o.cluster && auth == o.auth && nonce == o.nonce && mac == o.mac;
@@ -70,6 +72,37 @@ Frame flush_frame(uint64_t version, uint64_t when)
     Frame f;
     f.type = REPL_FRAME_FLUSH;
     f.version = version, f.exptime = when;
+    return f;
+}
+
+// A write as its origin queues it: numbered.
+Frame numbered(Frame f, uint64_t seq)
+{
+    f.seq = seq;
+    return f;
+}
+
+Frame sync_begin_frame(uint8_t mode, uint64_t seq)
+{
+    Frame f;
+    f.type = REPL_FRAME_SYNC_BEGIN;
+    f.mode = mode, f.seq = seq;
+    return f;
+}
+
+Frame ack_frame(uint64_t seq)
+{
+    Frame f;
+    f.type = REPL_FRAME_ACK;
+    f.seq = seq;
+    return f;
+}
+
+Frame resume_frame(uint64_t instance_id, uint64_t seq)
+{
+    Frame f;
+    f.type = REPL_FRAME_RESUME;
+    f.instance_id = instance_id, f.seq = seq;
     return f;
 }
 
@@ -122,6 +155,7 @@ repl_frame view(const Frame &f)
     repl_frame r;
     std::memset(&r, 0, sizeof r);
     r.type = uint8_t(f.type);
+    r.seq = f.seq, r.mode = f.mode;
     r.version = f.version, r.exptime = f.exptime, r.flags = f.flags;
     r.key = f.key.data(), r.nkey = uint8_t(f.key.size());
     r.value = f.value.data(), r.nvalue = uint32_t(f.value.size());
@@ -139,6 +173,7 @@ Frame copy(const repl_frame &r)
 {
     Frame f;
     f.type = r.type;
+    f.seq = r.seq, f.mode = r.mode;
     f.version = r.version, f.exptime = r.exptime, f.flags = r.flags;
     if (r.key)
         f.key.assign(r.key, r.nkey);
@@ -250,12 +285,12 @@ std::string hello_body(uint32_t magic, uint16_t version, const std::string &clus
 
 std::string set_body(const std::string &key, const std::string &value)
 {
-    return Wire().u64(1).u64(0).u32(0).u8(key.size()).raw(key).u32(value.size()).raw(value).bytes;
+    return Wire().u64(5).u64(1).u64(0).u32(0).u8(key.size()).raw(key).u32(value.size()).raw(value).bytes;
 }
 
 std::string delete_body(const std::string &key)
 {
-    return Wire().u64(1).u64(0).u8(key.size()).raw(key).bytes;
+    return Wire().u64(5).u64(1).u64(0).u8(key.size()).raw(key).bytes;
 }
 
 // Every byte value, so that nothing in a value is special.
@@ -302,7 +337,21 @@ std::vector<std::pair<std::string, Frame>> sample_frames()
         {"DELETE, held, longest key", delete_frame(max64, 1795478460, std::string(REPL_KEY_MAX, 'd'))},
         {"FLUSH", flush_frame(78, 0)},
         {"FLUSH, delayed", flush_frame(max64, max64)},
-        {"SYNC_BEGIN", empty_frame(REPL_FRAME_SYNC_BEGIN)},
+        {"SYNC_BEGIN", sync_begin_frame(REPL_SYNC_FULL, 0)},
+        {"SYNC_BEGIN of a full resync, the stream going on after write 1000",
+         sync_begin_frame(REPL_SYNC_FULL, 1000)},
+        {"SYNC_BEGIN of a partial resync, extreme seq", sync_begin_frame(REPL_SYNC_PARTIAL, max64)},
+        {"SET, numbered", numbered(set_frame(6, 0, 0, "user:42", "v"), 1)},
+        {"SET, extreme seq", numbered(set_frame(7, 0, 0, "k", "v"), max64)},
+        {"DELETE, numbered", numbered(delete_frame(78, 0, "user:42"), 2)},
+        {"FLUSH, numbered", numbered(flush_frame(79, 0), 3)},
+        {"ACK", ack_frame(3)},
+        {"ACK of nothing yet", ack_frame(0)},
+        {"ACK, extreme seq", ack_frame(max64)},
+        {"ACK_REQUEST", empty_frame(REPL_FRAME_ACK_REQUEST)},
+        {"RESUME", resume_frame(0x0123456789abcdefULL, 1000)},
+        {"RESUME of nothing", resume_frame(0, 0)},
+        {"RESUME, extreme numbers", resume_frame(max64, max64)},
         {"SYNC_END", sync_end_frame(1000000)},
         {"SYNC_END, extreme count", sync_end_frame(max64)},
         {"PING", empty_frame(REPL_FRAME_PING)},
@@ -334,7 +383,8 @@ namespace Catch {
 template <> struct StringMaker<Frame> {
     static std::string convert(const Frame &f)
     {
-        return "{type " + std::to_string(f.type) + ", version " + std::to_string(f.version) + ", exptime "
+        return "{type " + std::to_string(f.type) + ", seq " + std::to_string(f.seq) + ", mode "
+            + std::to_string(f.mode) + ", version " + std::to_string(f.version) + ", exptime "
             + std::to_string(f.exptime) + ", flags " + std::to_string(f.flags) + ", key " + printable(f.key)
             + ", value " + printable(f.value) + ", items " + std::to_string(f.items) + ", proto "
             + std::to_string(f.proto_version) + ", node " + std::to_string(f.node_id) + ", instance "
@@ -365,14 +415,16 @@ TEST_CASE("every frame type comes back from the wire exactly as it was sent", "[
 TEST_CASE("frames are laid out big-endian, the length counting the type and the body", "[codec]")
 {
     SECTION("SET") {
-        std::string bytes = encode(set_frame(0x0102030405060708ULL, 0x1112131415161718ULL, 0x21222324, "k", "v"));
-        CHECK(bytes == "\x00\x00\x00\x1c\x02"
+        std::string bytes = encode(numbered(
+            set_frame(0x0102030405060708ULL, 0x1112131415161718ULL, 0x21222324, "k", "v"), 0x3132333435363738ULL));
+        CHECK(bytes == "\x00\x00\x00\x24\x02"
+                       "\x31\x32\x33\x34\x35\x36\x37\x38"
                        "\x01\x02\x03\x04\x05\x06\x07\x08" "\x11\x12\x13\x14\x15\x16\x17\x18"
                        "\x21\x22\x23\x24" "\x01k" "\x00\x00\x00\x01v"s);
     }
     SECTION("HELLO") {
         std::string bytes = encode(hello_frame(7, 0x0102030405060708ULL, "eu", 0x2bcc));
-        CHECK(bytes == "\x00\x00\x00\x36\x01" "RPNG" "\x00\x03" "\x07"
+        CHECK(bytes == "\x00\x00\x00\x36\x01" "RPNG" "\x00\x04" "\x07"
                        "\x01\x02\x03\x04\x05\x06\x07\x08" "\x2b\xcc" "\x02" "eu" "\x00"s
                        + std::string(REPL_NONCE_LEN, '\0'));
     }
@@ -389,16 +441,41 @@ TEST_CASE("frames are laid out big-endian, the length counting the type and the 
     SECTION("PING") {
         CHECK(encode(empty_frame(REPL_FRAME_PING)) == "\x00\x00\x00\x01\x07"s);
     }
+    SECTION("DELETE and FLUSH: the seq first") {
+        CHECK(encode(numbered(delete_frame(2, 3, "k"), 1)) == "\x00\x00\x00\x1b\x03"
+                                                              "\x00\x00\x00\x00\x00\x00\x00\x01"
+                                                              "\x00\x00\x00\x00\x00\x00\x00\x02"
+                                                              "\x00\x00\x00\x00\x00\x00\x00\x03" "\x01k"s);
+        CHECK(encode(numbered(flush_frame(2, 3), 1)) == "\x00\x00\x00\x19\x04"
+                                                        "\x00\x00\x00\x00\x00\x00\x00\x01"
+                                                        "\x00\x00\x00\x00\x00\x00\x00\x02"
+                                                        "\x00\x00\x00\x00\x00\x00\x00\x03"s);
+    }
+    SECTION("SYNC_BEGIN, ACK, ACK_REQUEST and RESUME") {
+        CHECK(encode(sync_begin_frame(REPL_SYNC_PARTIAL, 0x0102030405060708ULL))
+              == "\x00\x00\x00\x0a\x05" "\x01" "\x01\x02\x03\x04\x05\x06\x07\x08"s);
+        CHECK(encode(ack_frame(0x0102030405060708ULL)) == "\x00\x00\x00\x09\x09" "\x01\x02\x03\x04\x05\x06\x07\x08"s);
+        CHECK(encode(empty_frame(REPL_FRAME_ACK_REQUEST)) == "\x00\x00\x00\x01\x0a"s);
+        CHECK(encode(resume_frame(0x1112131415161718ULL, 0x0102030405060708ULL))
+              == "\x00\x00\x00\x11\x0b" "\x11\x12\x13\x14\x15\x16\x17\x18"
+                 "\x01\x02\x03\x04\x05\x06\x07\x08"s);
+    }
+    SECTION("a numbered write holds its seq at REPL_SEQ_OFFSET, whatever its type") {
+        for (const Frame &f : {numbered(set_frame(1, 2, 3, "k", "v"), 0x0102030405060708ULL),
+                               numbered(delete_frame(1, 2, "k"), 0x0102030405060708ULL),
+                               numbered(flush_frame(1, 2), 0x0102030405060708ULL)})
+            CHECK(encode(f).substr(REPL_SEQ_OFFSET, 8) == "\x01\x02\x03\x04\x05\x06\x07\x08"s);
+    }
 }
 
 TEST_CASE("the hot-path SET encoder writes what the general encoder writes", "[codec]")
 {
-    Frame f = set_frame(9, 1795478400, 42, "user:42", all_bytes());
+    Frame f = numbered(set_frame(9, 1795478400, 42, "user:42", all_bytes()), 77);
     std::string expected = encode(f);
 
     std::string bytes(repl_set_size(uint8_t(f.key.size()), uint32_t(f.value.size())), '\0');
     size_t written = 0;
-    REQUIRE(repl_encode_set(&bytes[0], bytes.size(), &written, f.version, f.exptime, f.flags, f.key.data(),
+    REQUIRE(repl_encode_set(&bytes[0], bytes.size(), &written, f.seq, f.version, f.exptime, f.flags, f.key.data(),
                             uint8_t(f.key.size()), f.value.data(), uint32_t(f.value.size())) == REPL_OK);
     CHECK(written == bytes.size());
     CHECK(bytes == expected);
@@ -469,7 +546,7 @@ TEST_CASE("a frame without a type is malformed", "[codec]")
 
 TEST_CASE("a frame of an unknown type is refused, and the encoder will not write one", "[codec]")
 {
-    for (int type : {0, REPL_FRAME_AUTH + 1, 0x80, 0xff}) {
+    for (int type : {0, REPL_FRAME_RESUME + 1, 0x80, 0xff}) {
         INFO("type " << type);
         CHECK(decode(frame_of(uint8_t(type), "")).status == REPL_E_UNKNOWN_TYPE);
         CHECK(decode(frame_of(uint8_t(type), std::string(16, 'x'))).status == REPL_E_UNKNOWN_TYPE);
@@ -560,6 +637,14 @@ TEST_CASE("a HELLO of another protocol version is refused as such, whatever the 
         INFO("the refusal can name the version the peer speaks");
         CHECK(r.proto_version == 2);
     }
+    SECTION("version 3, whose writes carry no seq") {
+        std::string v3 = hello_body(REPL_MAGIC, 3, "eu");
+        repl_frame r;
+        size_t consumed = 0;
+        std::string bytes = frame_of(REPL_FRAME_HELLO, v3);
+        CHECK(repl_decode(bytes.data(), bytes.size(), &r, &consumed) == REPL_E_BAD_VERSION);
+        CHECK(r.proto_version == 3);
+    }
     SECTION("the version itself cut short is malformed") {
         CHECK(decode(frame_of(REPL_FRAME_HELLO, Wire().u32(REPL_MAGIC).u8(0).bytes)).status == REPL_E_MALFORMED);
     }
@@ -581,6 +666,22 @@ TEST_CASE("a HELLO names an authentication method this protocol knows, on both e
         size_t written = 0;
         CHECK(repl_encode(&r, buf, sizeof buf, &written) == REPL_E_BAD_AUTH);
     }
+}
+
+TEST_CASE("a SYNC_BEGIN is of a full or a partial resync, on both ends of the wire", "[codec]")
+{
+    for (int mode : {REPL_SYNC_FULL, REPL_SYNC_PARTIAL})
+        CHECK(decode(frame_of(REPL_FRAME_SYNC_BEGIN, Wire().u8(mode).u64(9).bytes)).status == REPL_OK);
+    for (int mode : {2, 0x80, 0xff}) {
+        INFO("mode " << mode);
+        CHECK(decode(frame_of(REPL_FRAME_SYNC_BEGIN, Wire().u8(mode).u64(9).bytes)).status == REPL_E_MALFORMED);
+        repl_frame r = view(sync_begin_frame(uint8_t(mode), 9));
+        char buf[64];
+        size_t written = 0;
+        CHECK(repl_encode(&r, buf, sizeof buf, &written) == REPL_E_MALFORMED);
+    }
+    INFO("version 3's SYNC_BEGIN had no body");
+    CHECK(decode(frame_of(REPL_FRAME_SYNC_BEGIN, "")).status == REPL_E_MALFORMED);
 }
 
 TEST_CASE("a HELLO or AUTH encoded without its nonce or mac carries zeros in their place", "[codec]")
@@ -640,7 +741,7 @@ TEST_CASE("a key is 1 to 250 bytes without NUL, space or newline, on both ends o
         repl_frame del = view(delete_frame(1, 0, key));
         CHECK(repl_encode(&set, buf, sizeof buf, &written) == REPL_E_BAD_KEY);
         CHECK(repl_encode(&del, buf, sizeof buf, &written) == REPL_E_BAD_KEY);
-        CHECK(repl_encode_set(buf, sizeof buf, &written, 1, 0, 0, key.data(), set.nkey, "v", 1) == REPL_E_BAD_KEY);
+        CHECK(repl_encode_set(buf, sizeof buf, &written, 1, 1, 0, 0, key.data(), set.nkey, "v", 1) == REPL_E_BAD_KEY);
     }
 }
 
@@ -671,12 +772,12 @@ TEST_CASE("a value over 1 MiB is refused, on both ends of the wire", "[codec]")
     std::string value(REPL_VALUE_MAX + 1, 'v');
     CHECK(decode(frame_of(REPL_FRAME_SET, set_body("k", value))).status == REPL_E_TOO_LARGE);
     // Said, not sent.
-    std::string claim = Wire().u64(1).u64(0).u32(0).u8(1).raw("k").u32(UINT32_MAX).bytes;
+    std::string claim = Wire().u64(1).u64(1).u64(0).u32(0).u8(1).raw("k").u32(UINT32_MAX).bytes;
     CHECK(decode(frame_of(REPL_FRAME_SET, claim)).status == REPL_E_TOO_LARGE);
 
     std::string buf(repl_set_size(1, REPL_VALUE_MAX + 1), '\0');
     size_t written = 0;
-    CHECK(repl_encode_set(&buf[0], buf.size(), &written, 1, 0, 0, "k", 1, value.data(), uint32_t(value.size()))
+    CHECK(repl_encode_set(&buf[0], buf.size(), &written, 1, 1, 0, 0, "k", 1, value.data(), uint32_t(value.size()))
           == REPL_E_TOO_LARGE);
 }
 
@@ -740,7 +841,7 @@ TEST_CASE("random and mutated bytes never make the decoder break its promises", 
             case 3: buf.resize(below(buf.size() + 1)); break;
             case 4: buf.insert(at, std::string(1 + below(8), char(rng()))); break;
             case 5: buf.erase(at, 1 + below(8)); break;
-            case 6: if (buf.size() >= 5) buf[4] = char(below(10)); break;
+            case 6: if (buf.size() >= 5) buf[4] = char(below(REPL_FRAME_RESUME + 2)); break;
             }
         }
         // Mostly, say the length the bytes have, so that the body gets parsed.
