@@ -68,18 +68,21 @@ inline std::string set_frame(const std::string &key, const std::string &value, u
     return encoded(f);
 }
 
-inline std::string delete_frame(const std::string &key, uint64_t version, uint64_t hold_until = 0)
+inline std::string delete_frame(const std::string &key, uint64_t version, uint64_t hold_until = 0,
+                                uint64_t seq = 0)
 {
     repl_frame f = blank_frame(REPL_FRAME_DELETE);
+    f.seq = seq;
     f.version = version;
     f.exptime = hold_until;
     f.key = key.data(), f.nkey = uint8_t(key.size());
     return encoded(f);
 }
 
-inline std::string flush_frame(uint64_t version, uint64_t when = 0)
+inline std::string flush_frame(uint64_t version, uint64_t when = 0, uint64_t seq = 0)
 {
     repl_frame f = blank_frame(REPL_FRAME_FLUSH);
+    f.seq = seq;
     f.version = version;
     f.exptime = when;
     return encoded(f);

@@ -82,10 +82,13 @@ using fixture::flush_frame;
 using fixture::set_frame;
 using fixture::simple_frame;
 
-// A whole resync from the peer, then writes made on it while online.
+// What the peer holds of the node's writes (nothing: a full resync), a
+// whole resync from it, then writes made on it while online, numbered
+// from 1 as protocol 4 wants them.
 inline std::string session()
 {
     std::string s;
+    s += fixture::resume_frame();
     s += simple_frame(REPL_FRAME_SYNC_BEGIN);
     s += delete_frame("gone", version(1), 0);
     s += set_frame("user:42", "hello\r\n\0world", version(2), 0, 0xdeadbeef);
@@ -94,15 +97,16 @@ inline std::string session()
     s += set_frame("tab\tkey", "v", version(5));
     s += simple_frame(REPL_FRAME_SYNC_END, 4);
     s += simple_frame(REPL_FRAME_PING);
-    s += set_frame("user:42", "newer", version(10));
-    s += set_frame("user:42", "older", version(9));                   // a conflict
-    s += delete_frame("user:42", version(10), far_ahead);                // delete-locked
-    s += set_frame("user:42", "after the lock", version(11));
-    s += delete_frame("session:\xc3\xa9t\xc3\xa9", version(3));
-    s += set_frame("session:\xc3\xa9t\xc3\xa9", "resurrected?", version(3));  // a tombstone's
-    s += flush_frame(version(20), far_ahead);                         // delayed
-    s += flush_frame(version(21));                                    // now
-    s += set_frame("k", "", version(22));
+    s += set_frame("user:42", "newer", version(10), 0, 0, 1);
+    s += set_frame("user:42", "older", version(9), 0, 0, 2);                   // a conflict
+    s += delete_frame("user:42", version(10), far_ahead, 3);                    // delete-locked
+    s += set_frame("user:42", "after the lock", version(11), 0, 0, 4);
+    s += delete_frame("session:\xc3\xa9t\xc3\xa9", version(3), 0, 5);
+    s += set_frame("session:\xc3\xa9t\xc3\xa9", "resurrected?", version(3), 0, 0, 6);  // a tombstone's
+    s += flush_frame(version(20), far_ahead, 7);                                // delayed
+    s += flush_frame(version(21), 0, 8);                                        // now
+    s += set_frame("k", "", version(22), 0, 0, 9);
+    s += simple_frame(REPL_FRAME_ACK_REQUEST);
     return s;
 }
 
@@ -112,7 +116,8 @@ inline std::string stock()
 {
     std::string s = session();
     for (int i = 0; i < 20; i++)
-        s += set_frame("stock:" + std::to_string(i), std::string(size_t(i) * 50, 'v'), version(30 + i), i % 2 ? far_ahead : 0);
+        s += set_frame("stock:" + std::to_string(i), std::string(size_t(i) * 50, 'v'), version(30 + i),
+                       i % 2 ? far_ahead : 0, 0, uint64_t(10 + i));
     return s;
 }
 
