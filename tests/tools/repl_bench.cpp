@@ -14,8 +14,9 @@
 //       COUNT times: set a new key on A, then get it on B until it is there.
 //       A sample is the time from sending the set to the first get on B
 //       that returns it (so it includes A's set and B's get round trips).
-//   repl-bench fill PORT COUNT SIZE
-//       COUNT sets of SIZE-byte values, keys item:0.., pipelined.
+//   repl-bench fill PORT COUNT SIZE [FIRST]
+//       COUNT sets of SIZE-byte values, keys item:FIRST.. (default item:0..),
+//       pipelined.
 //   repl-bench wait-items PORT COUNT TIMEOUT_S
 //       Polls `stats` until curr_items >= COUNT (connecting as soon as the
 //       node listens); prints the time from our start.
@@ -278,7 +279,7 @@ int lag(int a_port, int b_port, long count, long gap_us)
     return lost == 0 ? 0 : 1;
 }
 
-int fill(int port, long count, long size)
+int fill(int port, long count, long size, long first)
 {
     Connection c(port);
     const std::string value(static_cast<size_t>(size), 'v');
@@ -288,15 +289,15 @@ int fill(int port, long count, long size)
     const auto start = Clock::now();
     for (long i = 0; i < count; i += batch) {
         if (Clock::now() - start > run_deadline)
-            throw std::runtime_error("fill: not done after 120 s, at item " + std::to_string(i));
+            throw std::runtime_error("fill: not done after 120 s, at item " + std::to_string(first + i));
         std::string out;
         long n = std::min(batch, count - i);
         for (long j = 0; j < n; j++)
-            out += set_command("item:" + std::to_string(i + j), value);
+            out += set_command("item:" + std::to_string(first + i + j), value);
         c.send_all(out);
         std::string replies = c.read_until("\r\n", static_cast<size_t>(n));
         if (replies.find("STORED\r\n") != 0 || replies.size() != static_cast<size_t>(n) * 8)
-            throw std::runtime_error("fill: a set was not stored near item " + std::to_string(i) + ": " +
+            throw std::runtime_error("fill: a set was not stored near item " + std::to_string(first + i) + ": " +
                                      replies.substr(0, 80));
     }
     double s = duration<double>(Clock::now() - start).count();
@@ -374,7 +375,7 @@ int fresh_memory(long megabytes, long pause_s)
 {
     std::fprintf(stderr, "usage: repl-bench run PORT THREADS REQUESTS SIZE GET_PERCENT [RATE]\n"
                          "       repl-bench lag A_PORT B_PORT COUNT [GAP_US]\n"
-                         "       repl-bench fill PORT COUNT SIZE\n"
+                         "       repl-bench fill PORT COUNT SIZE [FIRST]\n"
                          "       repl-bench wait-items PORT COUNT TIMEOUT_S\n"
                          "       repl-bench fresh-memory MEGABYTES PAUSE_S\n");
     std::exit(2);
@@ -405,8 +406,8 @@ int main(int argc, char **argv)
                        n.size() == 6 ? static_cast<double>(n[5]) : 0.0);
         if (mode == "lag" && (n.size() == 3 || n.size() == 4))
             return lag(static_cast<int>(n[0]), static_cast<int>(n[1]), n[2], n.size() == 4 ? n[3] : 0);
-        if (mode == "fill" && n.size() == 3)
-            return fill(static_cast<int>(n[0]), n[1], n[2]);
+        if (mode == "fill" && (n.size() == 3 || n.size() == 4))
+            return fill(static_cast<int>(n[0]), n[1], n[2], n.size() == 4 ? n[3] : 0);
         if (mode == "wait-items" && n.size() == 3)
             return wait_items(static_cast<int>(n[0]), n[1], n[2]);
         if (mode == "fresh-memory" && n.size() == 2 && n[0] > 0)
