@@ -17,9 +17,10 @@
 //   repl-bench fill PORT COUNT SIZE [FIRST]
 //       COUNT sets of SIZE-byte values, keys item:FIRST.. (default item:0..),
 //       pipelined.
-//   repl-bench wait-items PORT COUNT TIMEOUT_S
-//       Polls `stats` until curr_items >= COUNT (connecting as soon as the
-//       node listens); prints the time from our start.
+//   repl-bench wait-items PORT COUNT TIMEOUT_S [POLL_MS]
+//       Polls `stats` every POLL_MS (default 5) until curr_items >= COUNT
+//       (connecting as soon as the node listens); prints the time from our
+//       start.
 //   repl-bench fresh-memory MEGABYTES PAUSE_S
 //       How fast this machine hands a process memory it has not touched yet:
 //       writes one byte per 4 KB page of MEGABYTES of new anonymous memory,
@@ -315,7 +316,7 @@ long curr_items(Connection &c)
     return std::atol(reply.c_str() + at + 16);
 }
 
-int wait_items(int port, long count, long timeout_s)
+int wait_items(int port, long count, long timeout_s, long poll_ms)
 {
     const auto start = Clock::now();
     const auto deadline = start + seconds(timeout_s);
@@ -331,7 +332,7 @@ int wait_items(int port, long count, long timeout_s)
     }
     long items = 0;
     while ((items = curr_items(*c)) < count && Clock::now() < deadline)
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms));
     double s = duration<double>(Clock::now() - start).count();
     std::printf("items=%ld seconds=%.3f items_per_s=%.0f complete=%d\n", items, s, static_cast<double>(items) / s,
                 items >= count ? 1 : 0);
@@ -376,7 +377,7 @@ int fresh_memory(long megabytes, long pause_s)
     std::fprintf(stderr, "usage: repl-bench run PORT THREADS REQUESTS SIZE GET_PERCENT [RATE]\n"
                          "       repl-bench lag A_PORT B_PORT COUNT [GAP_US]\n"
                          "       repl-bench fill PORT COUNT SIZE [FIRST]\n"
-                         "       repl-bench wait-items PORT COUNT TIMEOUT_S\n"
+                         "       repl-bench wait-items PORT COUNT TIMEOUT_S [POLL_MS]\n"
                          "       repl-bench fresh-memory MEGABYTES PAUSE_S\n");
     std::exit(2);
 }
@@ -408,8 +409,8 @@ int main(int argc, char **argv)
             return lag(static_cast<int>(n[0]), static_cast<int>(n[1]), n[2], n.size() == 4 ? n[3] : 0);
         if (mode == "fill" && (n.size() == 3 || n.size() == 4))
             return fill(static_cast<int>(n[0]), n[1], n[2], n.size() == 4 ? n[3] : 0);
-        if (mode == "wait-items" && n.size() == 3)
-            return wait_items(static_cast<int>(n[0]), n[1], n[2]);
+        if (mode == "wait-items" && (n.size() == 3 || n.size() == 4))
+            return wait_items(static_cast<int>(n[0]), n[1], n[2], n.size() == 4 ? n[3] : 5);
         if (mode == "fresh-memory" && n.size() == 2 && n[0] > 0)
             return fresh_memory(n[0], n[1]);
     } catch (const std::exception &e) {
