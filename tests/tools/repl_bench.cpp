@@ -21,6 +21,12 @@
 //       Polls `stats` every POLL_MS (default 5) until curr_items >= COUNT
 //       (connecting as soon as the node listens); prints the time from our
 //       start.
+//   repl-bench thaw-wait PID PORT COUNT TIMEOUT_S
+//       For a node frozen with SIGSTOP: connects to it (its kernel still
+//       accepts), sends PID a SIGCONT, then polls `stats` every millisecond
+//       until curr_items >= COUNT; prints the time from the SIGCONT (a
+//       script that thaws the node, then starts wait-items, adds the
+//       milliseconds of the start to a catch-up that may take fewer).
 //   repl-bench fresh-memory MEGABYTES PAUSE_S
 //       How fast this machine hands a process memory it has not touched yet:
 //       writes one byte per 4 KB page of MEGABYTES of new anonymous memory,
@@ -33,6 +39,7 @@
 // Every mode prints one line of key=value pairs for scripts. Every loop is
 // bounded by its count and by a deadline; only 127.0.0.1 is ever used.
 #include <arpa/inet.h>
+#include <csignal>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/mman.h>
@@ -316,6 +323,19 @@ long curr_items(Connection &c)
     return std::atol(reply.c_str() + at + 16);
 }
 
+// Polls `stats` every poll_ms until curr_items >= count or the deadline;
+// prints the time since start.
+int poll_items(Connection &c, long count, Clock::time_point start, Clock::time_point deadline, long poll_ms)
+{
+    long items = 0;
+    while ((items = curr_items(c)) < count && Clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms));
+    double s = duration<double>(Clock::now() - start).count();
+    std::printf("items=%ld seconds=%.4f items_per_s=%.0f complete=%d\n", items, s, static_cast<double>(items) / s,
+                items >= count ? 1 : 0);
+    return items >= count ? 0 : 1;
+}
+
 int wait_items(int port, long count, long timeout_s, long poll_ms)
 {
     const auto start = Clock::now();
@@ -330,13 +350,16 @@ int wait_items(int port, long count, long timeout_s, long poll_ms)
             std::this_thread::sleep_for(std::chrono::milliseconds(2));
         }
     }
-    long items = 0;
-    while ((items = curr_items(*c)) < count && Clock::now() < deadline)
-        std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms));
-    double s = duration<double>(Clock::now() - start).count();
-    std::printf("items=%ld seconds=%.3f items_per_s=%.0f complete=%d\n", items, s, static_cast<double>(items) / s,
-                items >= count ? 1 : 0);
-    return items >= count ? 0 : 1;
+    return poll_items(*c, count, start, deadline, poll_ms);
+}
+
+int thaw_wait(long pid, int port, long count, long timeout_s)
+{
+    Connection c(port);
+    const auto start = Clock::now();
+    if (kill(static_cast<pid_t>(pid), SIGCONT) != 0)
+        throw std::runtime_error("cannot send SIGCONT to " + std::to_string(pid) + ": " + std::strerror(errno));
+    return poll_items(c, count, start, start + seconds(timeout_s), 1);
 }
 
 // fresh_touch: seconds to write one byte per 4 KB page of `bytes` of new
@@ -378,6 +401,7 @@ int fresh_memory(long megabytes, long pause_s)
                          "       repl-bench lag A_PORT B_PORT COUNT [GAP_US]\n"
                          "       repl-bench fill PORT COUNT SIZE [FIRST]\n"
                          "       repl-bench wait-items PORT COUNT TIMEOUT_S [POLL_MS]\n"
+                         "       repl-bench thaw-wait PID PORT COUNT TIMEOUT_S\n"
                          "       repl-bench fresh-memory MEGABYTES PAUSE_S\n");
     std::exit(2);
 }
@@ -411,6 +435,8 @@ int main(int argc, char **argv)
             return fill(static_cast<int>(n[0]), n[1], n[2], n.size() == 4 ? n[3] : 0);
         if (mode == "wait-items" && (n.size() == 3 || n.size() == 4))
             return wait_items(static_cast<int>(n[0]), n[1], n[2], n.size() == 4 ? n[3] : 5);
+        if (mode == "thaw-wait" && n.size() == 4 && n[0] > 0)
+            return thaw_wait(n[0], static_cast<int>(n[1]), n[2], n[3]);
         if (mode == "fresh-memory" && n.size() == 2 && n[0] > 0)
             return fresh_memory(n[0], n[1]);
     } catch (const std::exception &e) {
