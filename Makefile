@@ -106,7 +106,7 @@ check-sanitize: $(foreach s,$(SANITIZE_BUILDS),build-$(s)) deps-check
 ## bench-tools: build the load and lag tool (build/tests/repl-bench)
 bench-tools: $(BENCH_TOOL)
 
-## bench: plain 1.2.8 against a replicated pair: throughput, p99, resync rate, lag, the pinned setup of issue 13 (about 15 minutes; BENCH_ONLY=harsh runs one part)
+## bench: plain 1.2.8 against a replicated pair: throughput, p99, resync rate, lag, the pinned setup of issue 13, catch-up against full resync, -W latency, a three-node mesh (about 20 minutes; BENCH_ONLY=harsh,mesh runs some parts)
 bench: all $(foreach v,$(PLAIN_VARIANTS),build-$(v)) bench-tools
 	scripts/bench $(BUILD)
 

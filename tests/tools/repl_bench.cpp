@@ -14,11 +14,19 @@
 //       COUNT times: set a new key on A, then get it on B until it is there.
 //       A sample is the time from sending the set to the first get on B
 //       that returns it (so it includes A's set and B's get round trips).
-//   repl-bench fill PORT COUNT SIZE
-//       COUNT sets of SIZE-byte values, keys item:0.., pipelined.
-//   repl-bench wait-items PORT COUNT TIMEOUT_S
-//       Polls `stats` until curr_items >= COUNT (connecting as soon as the
-//       node listens); prints the time from our start.
+//   repl-bench fill PORT COUNT SIZE [FIRST]
+//       COUNT sets of SIZE-byte values, keys item:FIRST.. (default item:0..),
+//       pipelined.
+//   repl-bench wait-items PORT COUNT TIMEOUT_S [POLL_MS]
+//       Polls `stats` every POLL_MS (default 5) until curr_items >= COUNT
+//       (connecting as soon as the node listens); prints the time from our
+//       start.
+//   repl-bench thaw-wait PID PORT COUNT TIMEOUT_S
+//       For a node frozen with SIGSTOP: connects to it (its kernel still
+//       accepts), sends PID a SIGCONT, then polls `stats` every millisecond
+//       until curr_items >= COUNT; prints the time from the SIGCONT (a
+//       script that thaws the node, then starts wait-items, adds the
+//       milliseconds of the start to a catch-up that may take fewer).
 //   repl-bench fresh-memory MEGABYTES PAUSE_S
 //       How fast this machine hands a process memory it has not touched yet:
 //       writes one byte per 4 KB page of MEGABYTES of new anonymous memory,
@@ -31,6 +39,7 @@
 // Every mode prints one line of key=value pairs for scripts. Every loop is
 // bounded by its count and by a deadline; only 127.0.0.1 is ever used.
 #include <arpa/inet.h>
+#include <csignal>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/mman.h>
@@ -278,7 +287,7 @@ int lag(int a_port, int b_port, long count, long gap_us)
     return lost == 0 ? 0 : 1;
 }
 
-int fill(int port, long count, long size)
+int fill(int port, long count, long size, long first)
 {
     Connection c(port);
     const std::string value(static_cast<size_t>(size), 'v');
@@ -288,15 +297,15 @@ int fill(int port, long count, long size)
     const auto start = Clock::now();
     for (long i = 0; i < count; i += batch) {
         if (Clock::now() - start > run_deadline)
-            throw std::runtime_error("fill: not done after 120 s, at item " + std::to_string(i));
+            throw std::runtime_error("fill: not done after 120 s, at item " + std::to_string(first + i));
         std::string out;
         long n = std::min(batch, count - i);
         for (long j = 0; j < n; j++)
-            out += set_command("item:" + std::to_string(i + j), value);
+            out += set_command("item:" + std::to_string(first + i + j), value);
         c.send_all(out);
         std::string replies = c.read_until("\r\n", static_cast<size_t>(n));
         if (replies.find("STORED\r\n") != 0 || replies.size() != static_cast<size_t>(n) * 8)
-            throw std::runtime_error("fill: a set was not stored near item " + std::to_string(i) + ": " +
+            throw std::runtime_error("fill: a set was not stored near item " + std::to_string(first + i) + ": " +
                                      replies.substr(0, 80));
     }
     double s = duration<double>(Clock::now() - start).count();
@@ -314,7 +323,20 @@ long curr_items(Connection &c)
     return std::atol(reply.c_str() + at + 16);
 }
 
-int wait_items(int port, long count, long timeout_s)
+// Polls `stats` every poll_ms until curr_items >= count or the deadline;
+// prints the time since start.
+int poll_items(Connection &c, long count, Clock::time_point start, Clock::time_point deadline, long poll_ms)
+{
+    long items = 0;
+    while ((items = curr_items(c)) < count && Clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms));
+    double s = duration<double>(Clock::now() - start).count();
+    std::printf("items=%ld seconds=%.4f items_per_s=%.0f complete=%d\n", items, s, static_cast<double>(items) / s,
+                items >= count ? 1 : 0);
+    return items >= count ? 0 : 1;
+}
+
+int wait_items(int port, long count, long timeout_s, long poll_ms)
 {
     const auto start = Clock::now();
     const auto deadline = start + seconds(timeout_s);
@@ -328,13 +350,16 @@ int wait_items(int port, long count, long timeout_s)
             std::this_thread::sleep_for(std::chrono::milliseconds(2));
         }
     }
-    long items = 0;
-    while ((items = curr_items(*c)) < count && Clock::now() < deadline)
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    double s = duration<double>(Clock::now() - start).count();
-    std::printf("items=%ld seconds=%.3f items_per_s=%.0f complete=%d\n", items, s, static_cast<double>(items) / s,
-                items >= count ? 1 : 0);
-    return items >= count ? 0 : 1;
+    return poll_items(*c, count, start, deadline, poll_ms);
+}
+
+int thaw_wait(long pid, int port, long count, long timeout_s)
+{
+    Connection c(port);
+    const auto start = Clock::now();
+    if (kill(static_cast<pid_t>(pid), SIGCONT) != 0)
+        throw std::runtime_error("cannot send SIGCONT to " + std::to_string(pid) + ": " + std::strerror(errno));
+    return poll_items(c, count, start, start + seconds(timeout_s), 1);
 }
 
 // fresh_touch: seconds to write one byte per 4 KB page of `bytes` of new
@@ -374,8 +399,9 @@ int fresh_memory(long megabytes, long pause_s)
 {
     std::fprintf(stderr, "usage: repl-bench run PORT THREADS REQUESTS SIZE GET_PERCENT [RATE]\n"
                          "       repl-bench lag A_PORT B_PORT COUNT [GAP_US]\n"
-                         "       repl-bench fill PORT COUNT SIZE\n"
-                         "       repl-bench wait-items PORT COUNT TIMEOUT_S\n"
+                         "       repl-bench fill PORT COUNT SIZE [FIRST]\n"
+                         "       repl-bench wait-items PORT COUNT TIMEOUT_S [POLL_MS]\n"
+                         "       repl-bench thaw-wait PID PORT COUNT TIMEOUT_S\n"
                          "       repl-bench fresh-memory MEGABYTES PAUSE_S\n");
     std::exit(2);
 }
@@ -405,10 +431,12 @@ int main(int argc, char **argv)
                        n.size() == 6 ? static_cast<double>(n[5]) : 0.0);
         if (mode == "lag" && (n.size() == 3 || n.size() == 4))
             return lag(static_cast<int>(n[0]), static_cast<int>(n[1]), n[2], n.size() == 4 ? n[3] : 0);
-        if (mode == "fill" && n.size() == 3)
-            return fill(static_cast<int>(n[0]), n[1], n[2]);
-        if (mode == "wait-items" && n.size() == 3)
-            return wait_items(static_cast<int>(n[0]), n[1], n[2]);
+        if (mode == "fill" && (n.size() == 3 || n.size() == 4))
+            return fill(static_cast<int>(n[0]), n[1], n[2], n.size() == 4 ? n[3] : 0);
+        if (mode == "wait-items" && (n.size() == 3 || n.size() == 4))
+            return wait_items(static_cast<int>(n[0]), n[1], n[2], n.size() == 4 ? n[3] : 5);
+        if (mode == "thaw-wait" && n.size() == 4 && n[0] > 0)
+            return thaw_wait(n[0], static_cast<int>(n[1]), n[2], n[3]);
         if (mode == "fresh-memory" && n.size() == 2 && n[0] > 0)
             return fresh_memory(n[0], n[1]);
     } catch (const std::exception &e) {
