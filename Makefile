@@ -324,7 +324,7 @@ $(DIST_TARBALL): $(PATCHES)
 # the single variant (its config.h), built with -DREPL_FUZZING (the seams
 # it drives, compiled into nothing else) and main() renamed.
 FUZZ_CXXFLAGS := -std=c++17 -Wall -Wextra -g -O1 -Itests -I$(SRC)
-FUZZ_NODE_SOURCES := memcached slabs items assoc stats replication repl_codec repl_auth repl_backlog repl_sync hlc
+FUZZ_NODE_SOURCES := memcached slabs items assoc stats replication repl_link repl_stream repl_apply repl_stats repl_codec repl_auth repl_backlog repl_sync hlc
 FUZZ_NODE_OBJECTS := $(patsubst %,$(FUZZ_DIR)/node/%.o,$(FUZZ_NODE_SOURCES))
 FUZZ_NODE_LIBS := -levent -lcrypto
 

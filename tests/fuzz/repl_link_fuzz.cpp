@@ -1,9 +1,10 @@
 // libFuzzer target for a replication link's state machine (make fuzz):
 // the handshake, with and without a secret, and any sequence of frames
-// after it, through the real link code of a real node: replication.c's
-// accept, dial, link_read() and frame handling, the apply path
-// (do_repl_apply(), tombstones, flushes, the resync walk) and
-// items.c/slabs.c/assoc.c with a small cache (-m 2).
+// after it, through the real link code of a real node: repl_link.c's
+// accept, dial, link_read() and frame handling, repl_stream.c's queues
+// and sending, the apply path (repl_apply.c: do_repl_apply(), tombstones,
+// flushes, the resync walk) and items.c/slabs.c/assoc.c with a small
+// cache (-m 2).
 //
 // The node is the patched server built with -DREPL_FUZZING (single-threaded
 // variant, ASan, UBSan and libFuzzer's coverage), linked into this program

@@ -418,3 +418,36 @@ TEST_CASE("a peer that could not apply a write gets a full resync, not a partial
     INFO("A: " << describe(a));
     CHECK(resyncs(a, "peer0").partial == before.partial);
 }
+
+TEST_CASE("frames_sent counts the frames of a resync cut short", "[node][replication][partial-resync][stats]")
+{
+    require_ss_kill();
+    Pair pair({"-m", "512"});
+    REQUIRE(both_online(pair));
+    pair.b.kill9();
+    const size_t items = 200000;    // 200 MB: a walk of a second or more
+    auto keys = fill(pair.a, "k:", items, 1024);
+    pair.b.restart(Node::Wait::nothing);
+
+    // B is taking A's walk (it serves only once that is done, so only A
+    // can be asked): let some of it reach B, then freeze B, cut the link
+    // under the stalled walk, and let B come back for a second resync.
+    REQUIRE(eventually([&] { return replication_stats(pair.a)["peer0:state"] == "resyncing"; }, 30s, nullptr,
+                       [&] { return describe(pair.a); }));
+    std::this_thread::sleep_for(50ms);
+    pair.b.freeze();
+    cut_links(pair.a);
+    pair.b.thaw();
+    REQUIRE(pair.b.wait_serving(60s));
+    REQUIRE(both_online(pair));
+    REQUIRE(pair.converge(keys, 60s) == "");
+
+    // B received part of the first walk and all of the second. Every
+    // frame B received, A sent; B's count also has a few frames that are
+    // not writes (RESUME, the bounds of each resync, pings).
+    const uint64_t received = stat(pair.b, "peer0:frames_received");
+    const uint64_t sent = stat(pair.a, "peer0:frames_sent");
+    INFO("B received " << received << " frames from A; A: " << describe(pair.a));
+    REQUIRE(received > items + 200);
+    CHECK(sent + 100 >= received);
+}
