@@ -300,14 +300,14 @@ $(BUILD)/tests/repcached-tests: $(TEST_MAIN) $(TEST_OBJECTS) $(TEST_C_OBJECTS)
 -include $(TEST_MAIN:.o=.d) $(TEST_OBJECTS:.o=.d)
 
 # Preloaded into memcached, a C program: no exceptions, and libstdc++ is
-# not loaded (it uses none of it).
+# not loaded (they use none of it).
 $(LOCK_HANDOFF): tests/tools/lock_handoff.cpp
 	mkdir -p $(dir $@)
 	$(CXX) -std=c++17 -Wall -Wextra -O2 -g -shared -fPIC -fno-exceptions -fno-rtti -Wl,--as-needed -o $@ $< -ldl
 
-$(FIXED_RANDOM): tests/tools/fixed_random.c
+$(FIXED_RANDOM): tests/tools/fixed_random.cpp
 	mkdir -p $(dir $@)
-	$(CC) -std=gnu99 -Wall -Wextra -O2 -g -shared -fPIC -o $@ $< -ldl
+	$(CXX) -std=c++17 -Wall -Wextra -O2 -g -shared -fPIC -fno-exceptions -fno-rtti -Wl,--as-needed -o $@ $< -ldl
 
 # Optimised, unlike the tests: it must not be the bottleneck it measures.
 $(BENCH_TOOL): tests/tools/repl_bench.cpp

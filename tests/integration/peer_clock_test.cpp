@@ -70,22 +70,31 @@ private:
     int fd_;
 };
 
+// A node whose peer B is played by a RawPeer: B's own node never runs.
+// The forger takes a node id that is not the node's own.
+struct ForgedPeer {
+    ForgedPeer() { forger_node = uint8_t(stat(a, "node_id") + 1); }
+
+    uint16_t repl_a = free_port(), repl_b = free_port();
+    Node a{replication_args(repl_a, repl_b)};
+    Client ca{a};
+
+    // B's handshake, its RESUME (it holds nothing) and the start of its resync.
+    std::string start_resync() const { return hello(repl_b) + resume_frame() + simple_frame(REPL_FRAME_SYNC_BEGIN); }
+};
+
 } // namespace
 
 // The node has no secret here: what is checked is what a peer that got in
 // (a wild clock, or a forger without -K) can do to the clock.
-TEST_CASE("frames with versions far in the future are refused, counted, and do not move the clock",
-          "[node][replication][clock]")
+TEST_CASE_METHOD(ForgedPeer, "frames with versions far in the future are refused, counted, and do not move the clock",
+                 "[node][replication][clock]")
 {
-    uint16_t repl_a = free_port(), repl_b = free_port();
-    Node a(replication_args(repl_a, repl_b));   // B never runs: the raw peer plays it
-    Client ca(a);
-    forger_node = uint8_t(stat(a, "node_id") + 1);
     REQUIRE(ca.set("before", "kept") == "STORED");
 
     RawPeer b(repl_a);
     const uint64_t now = wall_ms();
-    b.send_bytes(hello(repl_b) + resume_frame() + simple_frame(REPL_FRAME_SYNC_BEGIN)
+    b.send_bytes(start_resync()
                  + set_frame("an-hour-ahead", "x", version_at(now + 3600 * 1000))
                  + flush_frame(0xFFFFFFFFFFFFFF00ULL)
                  + set_frame("near-the-end", "x", 0xFFFFFFFFFFFFFE00ULL | forger_node)
@@ -110,17 +119,13 @@ TEST_CASE("frames with versions far in the future are refused, counted, and do n
     CHECK(eventually([&] { return ca.get("from-the-peer").has_value(); }));
 }
 
-TEST_CASE("outside its resync, a peer's write versioned with another node's id closes the link unapplied",
-          "[node][replication][clock]")
+TEST_CASE_METHOD(ForgedPeer, "outside its resync, a peer's write versioned with another node's id closes the link unapplied",
+                 "[node][replication][clock]")
 {
-    uint16_t repl_a = free_port(), repl_b = free_port();
-    Node a(replication_args(repl_a, repl_b));
-    Client ca(a);
-    forger_node = uint8_t(stat(a, "node_id") + 1);
     const uint8_t third_node = uint8_t(forger_node + 1);
 
     RawPeer b(repl_a);
-    b.send_bytes(hello(repl_b) + resume_frame() + simple_frame(REPL_FRAME_SYNC_BEGIN)
+    b.send_bytes(start_resync()
                  + set_frame("in-the-resync", "applied", version_at(wall_ms(), third_node))
                  + simple_frame(REPL_FRAME_SYNC_END)
                  + set_frame("its-own", "applied", version_at(wall_ms()), 0, 0, 1)
@@ -171,18 +176,14 @@ TEST_CASE("a pair writing with every command on both nodes never sees a protocol
     CHECK(all_online(pair.b));
 }
 
-TEST_CASE("stats show how far ahead a peer's clock is, as its writes show it, and warn past the bound",
-          "[node][replication][clock]")
+TEST_CASE_METHOD(ForgedPeer, "stats show how far ahead a peer's clock is, as its writes show it, and warn past the bound",
+                 "[node][replication][clock]")
 {
-    uint16_t repl_a = free_port(), repl_b = free_port();
-    Node a(replication_args(repl_a, repl_b));   // B never runs: the raw peer plays it
-    Client ca(a);
-    forger_node = uint8_t(stat(a, "node_id") + 1);
     auto stats = [&] { return replication_stats(a); };
     auto offset = [&] { return std::stoll(stats()["peer0:clock_offset_ms"]); };
 
     RawPeer b(repl_a);
-    b.send_bytes(hello(repl_b) + resume_frame() + simple_frame(REPL_FRAME_SYNC_BEGIN)
+    b.send_bytes(start_resync()
                  + set_frame("in-the-resync", "old", version_at(wall_ms() + 3600 * 1000))
                  + simple_frame(REPL_FRAME_SYNC_END));
     INFO("a resync's items may be old or refused: they say nothing of the peer's clock now");
@@ -225,7 +226,7 @@ TEST_CASE("nodes whose clocks agree show each other's clock ok", "[node][replica
 TEST_CASE("two nodes that draw the same node id end with distinct ids, link again and replicate",
           "[node][replication][clock]")
 {
-    // Both nodes draw node id 42 (tests/tools/fixed_random.c): the node
+    // Both nodes draw node id 42 (tests/tools/fixed_random.cpp): the node
     // with the larger instance id takes another, makes its links again,
     // and its writes carry the new one.
     const std::string lib = REPO_ROOT "/build/tests/fixed_random.so";
@@ -270,14 +271,10 @@ TEST_CASE("two nodes that draw the same node id end with distinct ids, link agai
     }
 }
 
-TEST_CASE("a peer's writes come numbered one after the other, or the link closes before they are applied",
-          "[node][replication][clock]")
+TEST_CASE_METHOD(ForgedPeer, "a peer's writes come numbered one after the other, or the link closes before they are applied",
+                 "[node][replication][clock]")
 {
-    uint16_t repl_a = free_port(), repl_b = free_port();
-    Node a(replication_args(repl_a, repl_b));
-    Client ca(a);
-    forger_node = uint8_t(stat(a, "node_id") + 1);
-    const std::string start = hello(repl_b) + resume_frame() + simple_frame(REPL_FRAME_SYNC_BEGIN)
+    const std::string start = start_resync()
                               + simple_frame(REPL_FRAME_SYNC_END) + set_frame("first", "applied", version_at(wall_ms()), 0, 0, 1);
     uint64_t errors = 0;
 
