@@ -86,20 +86,6 @@ std::vector<std::string> peer_addresses(const Node &node)
     return addresses;
 }
 
-// "" when every node holds the census of `keys` that the first holds.
-std::string converge(const std::vector<const Node *> &nodes, const std::vector<std::string> &keys)
-{
-    std::string difference;
-    eventually([&] {
-        difference.clear();
-        auto first = census(*nodes[0], keys);
-        for (size_t i = 1; i < nodes.size(); i++)
-            difference += census_difference(first, census(*nodes[i], keys), 5, "node 0", "node " + std::to_string(i));
-        return difference.empty();
-    }, 30s);
-    return difference;
-}
-
 // Clients writing keys of their own on each of `nodes` in turn, from a
 // thread, until stopped or `limit` writes; keys() is every key written.
 class Writer {

@@ -181,7 +181,8 @@ std::string Mesh::wait_online(std::chrono::milliseconds timeout) const
     return states;
 }
 
-std::string Mesh::converge(const std::vector<std::string> &keys, std::chrono::milliseconds timeout) const
+std::string converge(const std::vector<const Node *> &nodes, const std::vector<std::string> &keys,
+                     std::chrono::milliseconds timeout)
 {
     std::string difference;
     eventually([&] {
@@ -192,6 +193,14 @@ std::string Mesh::converge(const std::vector<std::string> &keys, std::chrono::mi
         return difference.empty();
     }, timeout);
     return difference;
+}
+
+std::string Mesh::converge(const std::vector<std::string> &keys, std::chrono::milliseconds timeout) const
+{
+    std::vector<const Node *> all;
+    for (const auto &node : nodes)
+        all.push_back(node.get());
+    return fixture::converge(all, keys, timeout);
 }
 
 } // namespace fixture

@@ -51,6 +51,12 @@ std::map<std::string, Item> census(const Node &node, const std::vector<std::stri
 std::string census_difference(const std::map<std::string, Item> &a, const std::map<std::string, Item> &b,
                               size_t show = 5, const std::string &name_a = "A", const std::string &name_b = "B");
 
+// Waits until every node of `nodes` holds the census of `keys` that the
+// first holds; on timeout the returned string says how they differ ("" means
+// converged).
+std::string converge(const std::vector<const Node *> &nodes, const std::vector<std::string> &keys,
+                     std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
 // Writes n items "<prefix><i>" -> value of `size` bytes, pipelined with
 // noreply, and waits until the node has read them all.
 std::vector<std::string> fill(const Node &node, const std::string &prefix, size_t n, size_t size);
