@@ -124,12 +124,16 @@ private:
     pid_t pid_ = -1;
 };
 
-// Two nodes, A and B, each behind its own stunnel: A's -x is its stunnel's
-// "replication-out" port, which leads to B's stunnel and on to B, and the
-// other way round. `secret` (may be empty) is each node's -K; `source` the
-// address each stunnel connects to its node from.
+// How a node names its tunnelled peer: with -x, or on a line of a peers
+// file (-Y), which takes the same host:port=port.
+enum class Naming { option, peers_file };
+
+// Two nodes, A and B, each behind its own stunnel: A's peer is its
+// stunnel's "replication-out" port, which leads to B's stunnel and on to
+// B, and the other way round. `secret` (may be empty) is each node's -K;
+// `source` the address each stunnel connects to its node from.
 struct TunnelledPair {
-    TunnelledPair(const std::string &secret, const std::string &source = "")
+    TunnelledPair(const std::string &secret, const std::string &source = "", Naming naming = Naming::option)
         : dir("tunnel"), repl_a(free_port()), repl_b(free_port())
     {
         write_file(dir / "psk.txt", "repcached-ng:" + std::string(48, 'k') + "\n", 0600);
@@ -141,15 +145,20 @@ struct TunnelledPair {
             write_file(dir / "secret", secret, 0600);
             secret_args = {"-K", (dir / "secret").string()};
         }
-        auto args = [&](uint16_t out, uint16_t peer_repl) {
-            std::vector<std::string> extra = {"-x", "127.0.0.1:" + std::to_string(out) + "=" + std::to_string(peer_repl)};
+        auto args = [&](const std::string &name, uint16_t out, uint16_t peer_repl) {
+            const std::string peer = "127.0.0.1:" + std::to_string(out) + "=" + std::to_string(peer_repl);
+            std::vector<std::string> extra = {"-x", peer};
+            if (naming == Naming::peers_file) {
+                write_file(dir / name, "# the tunnel's end here = the peer's own -X\n" + peer + "\n", 0644);
+                extra = {"-Y", (dir / name).string()};
+            }
             extra.insert(extra.end(), secret_args.begin(), secret_args.end());
             return extra;
         };
-        a = std::make_unique<Node>(replication_args(repl_a, std::vector<uint16_t>{}, args(out_a, repl_b)), 0,
-                                   Node::Wait::nothing);
-        b = std::make_unique<Node>(replication_args(repl_b, std::vector<uint16_t>{}, args(out_b, repl_a)), 0,
-                                   Node::Wait::nothing);
+        a = std::make_unique<Node>(replication_args(repl_a, std::vector<uint16_t>{}, args("peers-a", out_a, repl_b)),
+                                   0, Node::Wait::nothing);
+        b = std::make_unique<Node>(replication_args(repl_b, std::vector<uint16_t>{}, args("peers-b", out_b, repl_a)),
+                                   0, Node::Wait::nothing);
         if (!a->wait_serving(40s) || !b->wait_serving(40s))
             throw std::runtime_error("the nodes do not serve; logs:\n" + a->log() + b->log() + logs());
     }
@@ -182,6 +191,9 @@ TEST_CASE("a pair whose links go through stunnel with a shared secret links, and
     }
     SECTION("the tunnel reaches each node from an address no -x names (127.0.0.2)") {
         pair = std::make_unique<TunnelledPair>("correct horse battery staple\n", "127.0.0.2");
+    }
+    SECTION("each node names its tunnelled peer in a peers file (-Y)") {
+        pair = std::make_unique<TunnelledPair>("correct horse battery staple\n", "", Naming::peers_file);
     }
     Node &a = *pair->a, &b = *pair->b;
     INFO(pair->logs());
