@@ -61,6 +61,22 @@ public:
         });
     }
 
+    // Takes the next connection, waits for its first bytes (the dialling
+    // node's HELLO) and closes it: what a node does with a dial it
+    // refuses, and once with a dial whose HELLO gives its own node id.
+    bool hang_up_next()
+    {
+        if (!dialled())
+            return false;
+        int fd = accept(fd_, nullptr, nullptr);
+        if (fd < 0)
+            return false;
+        pollfd p{fd, POLLIN, 0};
+        bool spoke = poll(&p, 1, 10000) == 1;
+        close(fd);
+        return spoke;
+    }
+
     // Frees the port for a real node, keeping the connections made so
     // far open and silent.
     void stop_listening()
@@ -170,6 +186,35 @@ TEST_CASE("a node whose only peer refuses connections serves at once", "[node][r
     auto stats = replication_stats(node);
     CHECK(stats["state"] == "ready");
     CHECK(stats["ready_because"] == "no peer holds data: 0 sent an empty resync, 1 refused the connection");
+}
+
+// A node that draws the node id of the peer it dials has its dial closed
+// in the handshake by that peer, which takes another id and links again:
+// seen in make check after a node was restarted empty, which then served
+// before its peer's resync came.
+TEST_CASE("a node whose peer closes its first dial in the handshake waits for that peer's resync",
+          "[node][replication][readiness]")
+{
+    uint16_t repl = free_port();
+    BlackHole peer(free_port());
+    Node node(replication_args(repl, peer.port(), {"-w", "600"}), 0, Node::Wait::nothing);
+
+    REQUIRE(peer.hang_up_next());
+    REQUIRE(peer.dialled());    // the next dial, which the peer leaves unanswered
+    CHECK_FALSE(eventually([&] { return node.accepts_connections(); }, 2s));
+}
+
+TEST_CASE("a node whose peer closes every dial in the handshake takes it as refusing, and serves",
+          "[node][replication][readiness]")
+{
+    uint16_t repl = free_port();
+    BlackHole peer(free_port());
+    Node node(replication_args(repl, peer.port(), {"-w", "600"}), 0, Node::Wait::nothing);
+
+    REQUIRE(peer.hang_up_next());
+    REQUIRE(peer.hang_up_next());
+    REQUIRE(node.wait_serving(10s));
+    CHECK(replication_stats(node)["ready_because"] == "no peer holds data: 0 sent an empty resync, 1 refused the connection");
 }
 
 TEST_CASE("a node whose only peer never answers serves once -w has passed", "[node][replication][readiness]")
