@@ -190,8 +190,8 @@ TEST_CASE("a node whose only peer refuses connections serves at once", "[node][r
 
 // A node that draws the node id of the peer it dials has its dial closed
 // in the handshake by that peer, which takes another id and links again:
-// seen in make check after a node was restarted empty, which then served
-// before its peer's resync came.
+// seen in make check-sanitize after a node was restarted empty, which then
+// served before its peer's resync came.
 TEST_CASE("a node whose peer closes its first dial in the handshake waits for that peer's resync",
           "[node][replication][readiness]")
 {
