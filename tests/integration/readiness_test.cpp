@@ -95,6 +95,15 @@ private:
     std::vector<int> swallowed_;
 };
 
+// A node whose only peer is a BlackHole, started without waiting for it to
+// serve, and willing to wait ten minutes (-w) for a peer that does not
+// answer: serving within a test's few seconds shows it gave up on the peer
+// for another reason.
+struct NodeBeforeBlackHole {
+    BlackHole peer{free_port()};
+    Node node{replication_args(free_port(), peer.port(), {"-w", "600"}), 0, Node::Wait::nothing};
+};
+
 // The unix datagram socket a systemd unit of Type=notify gives its
 // service in $NOTIFY_SOCKET: a path, or a name in the abstract namespace
 // (written with a leading '@').
@@ -195,26 +204,23 @@ TEST_CASE("a node whose only peer refuses connections serves at once", "[node][r
 TEST_CASE("a node whose peer closes its first dial in the handshake waits for that peer's resync",
           "[node][replication][readiness]")
 {
-    uint16_t repl = free_port();
-    BlackHole peer(free_port());
-    Node node(replication_args(repl, peer.port(), {"-w", "600"}), 0, Node::Wait::nothing);
+    NodeBeforeBlackHole t;
 
-    REQUIRE(peer.hang_up_next());
-    REQUIRE(peer.dialled());    // the next dial, which the peer leaves unanswered
-    CHECK_FALSE(eventually([&] { return node.accepts_connections(); }, 2s));
+    REQUIRE(t.peer.hang_up_next());
+    REQUIRE(t.peer.dialled());  // the next dial, which the peer leaves unanswered
+    CHECK_FALSE(eventually([&] { return t.node.accepts_connections(); }, 2s));
 }
 
 TEST_CASE("a node whose peer closes every dial in the handshake takes it as refusing, and serves",
           "[node][replication][readiness]")
 {
-    uint16_t repl = free_port();
-    BlackHole peer(free_port());
-    Node node(replication_args(repl, peer.port(), {"-w", "600"}), 0, Node::Wait::nothing);
+    NodeBeforeBlackHole t;
 
-    REQUIRE(peer.hang_up_next());
-    REQUIRE(peer.hang_up_next());
-    REQUIRE(node.wait_serving(10s));
-    CHECK(replication_stats(node)["ready_because"] == "no peer holds data: 0 sent an empty resync, 1 refused the connection");
+    REQUIRE(t.peer.hang_up_next());
+    REQUIRE(t.peer.hang_up_next());
+    REQUIRE(t.node.wait_serving(10s));
+    CHECK(replication_stats(t.node)["ready_because"] ==
+          "no peer holds data: 0 sent an empty resync, 1 refused the connection");
 }
 
 TEST_CASE("a node whose only peer never answers serves once -w has passed", "[node][replication][readiness]")
