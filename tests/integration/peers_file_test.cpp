@@ -283,13 +283,19 @@ TEST_CASE("a peer named by -x stays when the peers file drops it", "[node][repli
     Node b(replication_args(repl_b, repl_a));
     REQUIRE(eventually([&] { return all_online(a) && all_online(b); }));
     CHECK(stat(a, "peers") == 1);
+    // Counted from here, not from 1: when both nodes dial each other at
+    // start, the link that came up first may be replaced by the other one
+    // (the one the smaller node id dialled stays), with a resync of its
+    // own. make check saw 2 here once.
+    const uint64_t resyncs = stat(a, "peer0:resyncs");
 
     file_a.write("");
     reload(a);
     REQUIRE(eventually([&] { return stat(a, "peers_reloads") == 1; }));
     CHECK(peer_addresses(a) == std::vector<std::string>{"127.0.0.1:" + std::to_string(repl_b)});
     CHECK(all_online(a));
-    CHECK(stat(a, "peer0:resyncs") == 1);
+    INFO("the link was not made again");
+    CHECK(stat(a, "peer0:resyncs") == resyncs);
 }
 
 TEST_CASE("SIGHUP does not stop a node, with or without peers", "[node][replication][peers-file]")
